@@ -1,0 +1,182 @@
+"""The ``gridmap`` command: thin commands over the library.
+
+Exit codes: 0 clean, 1 problems found, 2 unusable input (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gridmap.errors import GridmapError
+
+app = typer.Typer(
+    help="gridmap: grid boundaries for community governance (网格化管理).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+
+@app.callback()
+def main() -> None:
+    """gridmap: grid boundaries for community governance (网格化管理)."""
+
+
+Fields = Annotated[Optional[list[str]], typer.Option(
+    "--field", help="map a field: ours=theirs, e.g. code=GRID_ID (repeatable)")]
+
+
+def _one_line_errors(command: Callable) -> Callable:
+    """Unusable input ends with one line on stderr and exit code 2, never a traceback."""
+
+    @wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GridmapError as exc:
+            _fail(exc.detail)
+        except KeyboardInterrupt:
+            err.print("gridmap: interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # GEOS or GDAL refusing what it was given
+            if os.environ.get("GRIDMAP_DEBUG"):
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            _fail(f"cannot process the input: {first}")
+        raise typer.Exit(2)
+
+    return run
+
+
+def _fail(detail: str) -> None:
+    # One line, whatever the terminal width: scripts and people grep it.
+    sys.stderr.write("gridmap: error: " + " ".join(detail.split()) + "\n")
+
+
+@app.command()
+@_one_line_errors
+def validate(
+    grids: Annotated[Path, typer.Argument(help="the layer to check (any format gridmap reads)")],
+    layer: Annotated[Optional[str], typer.Option(help="layer name inside GRIDS")] = None,
+    level: Annotated[str, typer.Option(help="level of GRIDS: grid, community, street, district")] = "grid",
+    crs: Annotated[Optional[str], typer.Option(help="CRS of GRIDS if it has none or a wrong one: EPSG:n, wgs84, cgcs2000, gcj02, bd09")] = None,
+    field: Fields = None,
+    encoding: Annotated[Optional[str], typer.Option(help="text encoding of a .dbf, e.g. cp950, gb18030")] = None,
+    parents: Annotated[Optional[Path], typer.Option(help="the layer above GRIDS (e.g. communities)")] = None,
+    parents_layer: Annotated[Optional[str], typer.Option(help="layer name inside PARENTS")] = None,
+    parents_crs: Annotated[Optional[str], typer.Option(help="CRS of PARENTS if it has none (default: --crs)")] = None,
+    parents_field: Annotated[Optional[list[str]], typer.Option(help="field mapping for PARENTS")] = None,
+    buildings: Annotated[Optional[Path], typer.Option(help="building footprints (code, households)")] = None,
+    buildings_layer: Annotated[Optional[str], typer.Option(help="layer name inside BUILDINGS")] = None,
+    buildings_crs: Annotated[Optional[str], typer.Option(help="CRS of BUILDINGS if it has none (default: --crs)")] = None,
+    buildings_field: Annotated[Optional[list[str]], typer.Option(help="field mapping for BUILDINGS")] = None,
+    tolerance: Annotated[Optional[float], typer.Option(help="gap width in metres: narrower gaps and overlaps are warnings")] = None,
+    sliver_area: Annotated[Optional[float], typer.Option(help="gaps and overlaps under this many m² are warnings")] = None,
+    building_share: Annotated[Optional[float], typer.Option(help="share of a footprint in a second grid that makes it split")] = None,
+    codes: Annotated[bool, typer.Option("--codes/--no-codes", help="check the 15-digit coding scheme")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON report on stdout")] = False,
+    geojson: Annotated[Optional[Path], typer.Option(help="write the problem geometries as GeoJSON")] = None,
+    strict: Annotated[bool, typer.Option(help="exit 1 on warnings too")] = False,
+    limit: Annotated[int, typer.Option(help="problems listed in the readable summary")] = 20,
+) -> None:
+    """Check that grids tile their parents, split no building, and follow the rules.
+
+    A GeoPackage with layers named city, district, street, community, grid (and building) is
+    checked at every level at once when no --layer is given.
+    """
+    from gridmap.config import Settings
+    from gridmap.io import LEVELS, list_layers, parse_fields, read_layer
+    from gridmap.validate import validate_coverage, validate_hierarchy
+
+    opts = Settings().validation.model_copy()
+    for name, value in (("gap_width", tolerance), ("sliver_area", sliver_area),
+                        ("building_share", building_share)):
+        if value is not None:
+            if value < 0:
+                raise typer.BadParameter(f"must not be negative, got {value}", param_hint=name)
+            setattr(opts, name, value)
+    opts.check_codes = codes
+    if level not in LEVELS:
+        raise typer.BadParameter(f"one of {', '.join(LEVELS)}", param_hint="--level")
+    fields = parse_fields(field)
+    with err.status("reading layers…"):
+        names = list_layers(grids)
+        hierarchy = layer is None and len(names) > 1 and set(names) & set(LEVELS)
+        if hierarchy:
+            layers = {n: read_layer(grids, layer=n, crs=crs, fields=fields, encoding=encoding)
+                      for n in LEVELS if n in names}
+        else:
+            main = read_layer(grids, layer=layer, crs=crs, fields=fields, encoding=encoding)
+        up = read_layer(parents, layer=parents_layer, crs=parents_crs or crs,
+                        fields=parse_fields(parents_field)) if parents else None
+        if buildings:
+            blds = read_layer(buildings, layer=buildings_layer, crs=buildings_crs or crs,
+                              fields=parse_fields(buildings_field))
+        elif hierarchy and "building" in names:
+            blds = read_layer(grids, layer="building", crs=crs)
+        else:
+            blds = None
+    with err.status("validating…"):
+        if hierarchy:
+            report = validate_hierarchy(layers, buildings=blds, options=opts)
+        else:
+            report = validate_coverage(main, parents=up, buildings=blds, options=opts, level=level)
+    if geojson:
+        _write_text(geojson, json.dumps(report.to_geojson(), ensure_ascii=False))
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
+    else:
+        _print_summary(report, grids, limit)
+    failed = not report.clean or (strict and report.warnings)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write atomically: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _print_summary(report, source: Path, limit: int) -> None:
+    counts = ", ".join(f"{n:,} {what}" for what, n in report.counts.items())
+    verdict = "[green]clean[/]" if report.clean else "[red]not clean[/]"
+    out.print(f"{source.name}: {counts} — {verdict}: "
+              f"{len(report.errors)} errors, {len(report.warnings)} warnings")
+    if report.problems:
+        table = Table("problem", "errors", "warnings", "area m²")
+        for kind in sorted(report.by_type()):
+            mine = [p for p in report.problems if p.type == kind]
+            area = sum(p.area_m2 or 0 for p in mine)
+            table.add_row(kind, str(sum(p.severity == "error" for p in mine)),
+                          str(sum(p.severity == "warning" for p in mine)),
+                          f"{area:,.1f}" if area else "")
+        out.print(table)
+        shown = sorted(report.problems, key=lambda p: (p.severity != "error", -(p.area_m2 or 0)))
+        for p in shown[:limit]:
+            colour = "red" if p.severity == "error" else "yellow"
+            out.print(f"[{colour}]{p.severity}[/] {p.type}: ", end="")
+            out.print(p.message, markup=False)
+        if len(shown) > limit:
+            out.print(f"… and {len(shown) - limit} more (--json for all, --limit to list more)")
+    for note in report.notes:
+        out.print(f"note: {note}", markup=False)
+
+
+if __name__ == "__main__":
+    app()
