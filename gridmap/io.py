@@ -8,9 +8,11 @@ BD-09 are converted to WGS84 on the way in, because nothing downstream can work 
 
 from __future__ import annotations
 
+import codecs
 import warnings
 import zipfile
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import geopandas as gpd
@@ -63,7 +65,8 @@ def list_layers(source: str | Path) -> list[str]:
     if path.suffix.lower() in (".csv", ".parquet", ".geoparquet"):
         return [path.stem]
     try:
-        return [str(name) for name, _ in pyogrio.list_layers(_gdal_path(path))]
+        with _shx_restored(path):
+            return [str(name) for name, _ in pyogrio.list_layers(_gdal_path(path))]
     except Exception as exc:
         raise FileUnreadable(f"{path}: not a readable geodata file ({_first_line(exc)})") from None
 
@@ -165,8 +168,14 @@ def _gdal_path(path: Path) -> str:
 
 def _read_ogr(path: Path, layer: str | None, encoding: str | None) -> gpd.GeoDataFrame:
     gdal_path = _gdal_path(path)
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise FileUnreadable(f"{path.name}: unknown encoding {encoding!r}") from None
     try:
-        layers = [str(name) for name, _ in pyogrio.list_layers(gdal_path)]
+        with _shx_restored(path):
+            layers = [str(name) for name, _ in pyogrio.list_layers(gdal_path)]
     except Exception as exc:
         raise FileUnreadable(f"{path}: not a readable geodata file ({_first_line(exc)})") from None
     if layer is None and len(layers) > 1:
@@ -175,19 +184,34 @@ def _read_ogr(path: Path, layer: str | None, encoding: str | None) -> gpd.GeoDat
         )
     if layer is not None and layer not in layers:
         raise LayerNotFound(f"{path.name} has no layer {layer!r}; its layers: {', '.join(layers)}")
-    # Shapefiles arrive without their .shx often enough; GDAL can rebuild the index in memory.
-    restore = path.suffix.lower() == ".shp" and not any(
-        path.with_suffix(s).exists() for s in (".shx", ".SHX"))
     try:
-        pyogrio.set_gdal_config_options({"SHAPE_RESTORE_SHX": "YES" if restore else None})
-        with warnings.catch_warnings():
+        with _shx_restored(path), warnings.catch_warnings():
             # GDAL warns about characters it could not decode; the data is still usable.
             warnings.simplefilter("ignore", RuntimeWarning)
             return pyogrio.read_dataframe(gdal_path, layer=layer, encoding=encoding)
-    except LookupError:
-        raise FileUnreadable(f"{path.name}: unknown encoding {encoding!r}") from None
+    except UnicodeDecodeError:
+        raise FileUnreadable(
+            f"{path.name}: its text is not {encoding or 'UTF-8'}; give the encoding with "
+            "--encoding (e.g. gb18030, cp950)") from None
     except Exception as exc:
         raise FileUnreadable(f"{path.name}: cannot be read ({_first_line(exc)})") from None
+
+
+@contextmanager
+def _shx_restored(path: Path):
+    """Shapefiles arrive without their .shx often enough; GDAL can rebuild the index in memory.
+
+    Only asked for when the .shx is really missing: with the option on, GDAL tries to rewrite an
+    existing index it dislikes, which fails inside a zip.
+    """
+    restore = path.suffix.lower() == ".shp" and not any(
+        path.with_suffix(s).exists() for s in (".shx", ".SHX"))
+    if not restore:
+        yield
+        return
+    pyogrio.set_gdal_config_options({"SHAPE_RESTORE_SHX": "YES"})
+    try:
+        yield
     finally:
         pyogrio.set_gdal_config_options({"SHAPE_RESTORE_SHX": None})
 
