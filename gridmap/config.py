@@ -34,7 +34,11 @@ class ValidationOptions(BaseModel):
 
     gap_width: float = Field(0.5, ge=0, description="gaps/overlaps narrower than this are slivers")
     sliver_area: float = Field(1.0, ge=0, description="gaps/overlaps smaller than this are slivers")
-    snap_distance: float = Field(0.0, ge=0, description="vertices closer than this count as shared")
+    noise_area: float = Field(
+        0.01, ge=0,
+        description="gaps, overlaps and overhangs under this many m² are floating-point noise "
+        "(vertices of one layer lying a hair off the other's edges) and not reported",
+    )
     building_share: float = Field(
         0.02, ge=0, lt=0.5,
         description="a building is split when a second grid holds more than this share of it",

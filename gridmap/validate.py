@@ -53,7 +53,8 @@ class _Layer:
             codes = np.full(len(frame), None, dtype=object)
         unnamed = pd.isna(codes)
         codes[unnamed] = [f"#{i + 1}" for i in np.flatnonzero(unnamed)]
-        return cls(frame, raw, cov.make_polygonal(raw), codes.astype(str), level)
+        labels = np.array([str(c) for c in codes], dtype=object)
+        return cls(frame, raw, cov.make_polygonal(raw), labels, level)
 
     def column(self, name: str) -> np.ndarray | None:
         return self.frame[name].to_numpy() if name in self.frame.columns else None
@@ -239,6 +240,8 @@ def _code_problems(layer: _Layer, up: _Layer | None, owner: np.ndarray,
 
 def _overlap_problems(layer: _Layer, flagged: np.ndarray, opts: ValidationOptions) -> list[Problem]:
     i, j, geoms, area = cov.find_overlaps(layer.geoms, flagged)
+    real = area >= opts.noise_area
+    i, j, geoms, area = i[real], j[real], geoms[real], area[real]
     noise = cov.slivers(geoms, opts.gap_width, opts.sliver_area)
     plural = PLURAL[layer.level]
     return [
@@ -259,6 +262,8 @@ def _gap_problems(layer: _Layer, up: _Layer | None, owner: np.ndarray, flagged: 
         gaps = cov.holes_of(cov.union_of(layer.geoms, flagged))
         where = np.full(len(gaps), -1, dtype=np.intp)
         out = []
+    real = shapely.area(gaps) >= opts.noise_area if len(gaps) else np.zeros(0, dtype=bool)
+    gaps, where = gaps[real], where[real]
     if len(gaps) == 0:
         return out
     tree = shapely.STRtree(layer.geoms)
@@ -291,6 +296,8 @@ def _neighbours(tree: shapely.STRtree, geom, codes: np.ndarray) -> list[str]:
 def _outside_problems(layer: _Layer, up: _Layer, owner: np.ndarray, inside: np.ndarray,
                       opts: ValidationOptions) -> list[Problem]:
     idx, excess, area = cov.outside_parents(layer.geoms, up.geoms, owner, inside)
+    real = area >= opts.noise_area
+    idx, excess, area = idx[real], excess[real], area[real]
     noise = cov.slivers(excess, opts.gap_width, opts.sliver_area)
     return [
         Problem("outside_parent", "warning" if small else "error",
