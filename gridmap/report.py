@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -58,7 +59,10 @@ class Problem:
 def _geojson(geom: BaseGeometry | None, precision: int) -> dict[str, Any] | None:
     if geom is None or geom.is_empty:
         return None
-    return json.loads(shapely.to_geojson(shapely.set_precision(geom, 10.0**-precision)))
+    # Round the coordinates (7 decimals of a degree: 1 cm) without snapping the geometry, which
+    # would collapse the very slivers a report is about.
+    rounded = shapely.transform(geom, lambda xy: np.round(xy, precision))
+    return json.loads(shapely.to_geojson(rounded))
 
 
 @dataclass
