@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
+import shapely.errors
 
 __all__ = [
     "make_polygonal",
@@ -21,6 +22,8 @@ __all__ = [
     "slivers",
     "polygon_parts",
     "union_of",
+    "union_by_group",
+    "match_parents",
     "contained",
     "gaps_in_parents",
     "holes_of",
@@ -117,29 +120,97 @@ def union_of(geoms: np.ndarray, flagged: np.ndarray):
     coverage union is exact for them; the few flagged ones are added with a full overlay.
     """
     clean = geoms[~flagged]
-    result = shapely.coverage_union_all(clean) if len(clean) else shapely.Polygon()
+    result = _coverage_union_or_none(clean) if len(clean) else shapely.Polygon()
+    if result is None:  # not a coverage after all: the full overlay is always right
+        return shapely.union_all(geoms)
     if flagged.any():
         result = shapely.union_all(np.concatenate([[result], geoms[flagged]]))
     return result
 
 
-def contained(children: np.ndarray, parents: np.ndarray, owner: np.ndarray) -> np.ndarray:
-    """True where a child lies wholly inside its own parent (one prepared test each)."""
+def union_by_group(geoms: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Coverage union of ``geoms`` per group (``group[k]`` in 0..n_groups-1, -1 for none).
+
+    One vectorized GEOS call over a table padded with None, one row per group; the rare group far
+    larger than the rest is unioned on its own so that the table stays small.
+    """
+    out = np.full(n_groups, None, dtype=object)
+    member = np.flatnonzero(group >= 0)
+    if len(member) == 0:
+        return out
+    g = group[member]
+    sizes = np.bincount(g, minlength=n_groups)
+    width = max(1, int(np.percentile(sizes[sizes > 0], 99)) * 2)
+    order = np.argsort(g, kind="stable")
+    slot = np.empty(len(g), dtype=np.intp)
+    first = np.r_[0, np.cumsum(sizes)[:-1]]
+    slot[order] = np.arange(len(g)) - first[g[order]]
+    small = sizes[g] <= width
+    table = np.full((n_groups, width), None, dtype=object)
+    table[g[small], slot[small]] = geoms[member[small]]
+    try:
+        out[:] = shapely.coverage_union_all(table, axis=1)
+    except shapely.errors.GEOSException:
+        # Some family is not a coverage after all: union family by family, leaving it out.
+        for row in range(n_groups):
+            out[row] = _coverage_union_or_none(table[row])
+    for big in np.flatnonzero(sizes > width):
+        out[big] = _coverage_union_or_none(geoms[member[g == big]])
+    return out
+
+
+def _coverage_union_or_none(geoms: np.ndarray):
+    try:
+        return shapely.coverage_union_all(geoms)
+    except shapely.errors.GEOSException:
+        return None
+
+
+def match_parents(parents: np.ndarray, children: np.ndarray, owner: np.ndarray,
+                  flagged: np.ndarray) -> np.ndarray:
+    """True for each parent that its children tile exactly, vertex for vertex.
+
+    This is the common case — parents drawn as the union of their children — and it settles both
+    containment and gaps for the whole family with one coverage union and one comparison, so only
+    the other parents need overlay operations. A family with a flagged child never matches: the
+    coverage union is only exact for a valid coverage.
+    """
+    n = len(parents)
+    has_flagged = np.zeros(n, dtype=bool)
+    has_flagged[owner[(owner >= 0) & flagged]] = True
+    union = union_by_group(children, np.where(has_flagged[owner], -1, owner), n)
+    present = ~shapely.is_missing(union) & ~shapely.is_missing(parents)
+    same = np.zeros(n, dtype=bool)
+    same[present] = shapely.equals_exact(shapely.normalize(union[present]),
+                                         shapely.normalize(parents[present]), tolerance=0.0)
+    return same & ~has_flagged
+
+
+def contained(children: np.ndarray, parents: np.ndarray, owner: np.ndarray,
+              settled: np.ndarray) -> np.ndarray:
+    """True where a child lies wholly inside its own parent.
+
+    Children of ``settled`` parents (tiled exactly) are inside by construction; the others take one
+    prepared containment test each.
+    """
     out = np.zeros(len(children), dtype=bool)
-    owned = np.flatnonzero((owner >= 0) & ~shapely.is_missing(children))
+    owned = (owner >= 0) & ~shapely.is_missing(children)
+    out[owned] = settled[owner[owned]]
+    test = np.flatnonzero(owned & ~out)
     shapely.prepare(parents)
-    out[owned] = shapely.contains(parents[owner[owned]], children[owned])
+    out[test] = shapely.contains(parents[owner[test]], children[test])
     return out
 
 
 def gaps_in_parents(parents: np.ndarray, children: np.ndarray, owner: np.ndarray,
-                    inside: np.ndarray, flagged: np.ndarray):
+                    inside: np.ndarray, flagged: np.ndarray, settled: np.ndarray):
     """Parts of each parent not covered by its own children.
 
     ``owner[k]`` is the parent index of child k (-1 for none), ``inside[k]`` whether child k lies
-    wholly in its parent. The union of the children is only built for parents whose area is not
-    accounted for by the areas of their children — or that hold a child which overlaps or
-    mismatches a neighbour, where area sums prove nothing — so a clean city costs one pass of sums.
+    wholly in its parent, ``settled`` the parents their children tile exactly. Of the others, the
+    union of the children is only built for parents whose area is not accounted for by the areas
+    of their children — or that hold a child which overlaps or mismatches a neighbour, where area
+    sums prove nothing.
 
     Returns (gap parts, parent index of each part).
     """
@@ -153,6 +224,7 @@ def gaps_in_parents(parents: np.ndarray, children: np.ndarray, owner: np.ndarray
     # Summing areas of many polygons loses about 1e-12 of the total; anything above 1e-9 is real.
     suspect = parent_area - covered > 1e-9 * parent_area + 1e-6
     suspect[np.unique(owner[owned & flagged])] = True
+    suspect &= ~settled
     gaps, where = [], []
     for p in np.flatnonzero(suspect):
         mine = owner == p

@@ -216,12 +216,12 @@ def _code_problems(layer: _Layer, up: _Layer | None, owner: np.ndarray,
     if codes is None:
         return out
     series = pd.Series(codes, dtype=object)
-    for code, group in series[series.notna()].groupby(series[series.notna()]).groups.items():
-        if len(group) > 1:
-            idx = np.asarray(group)
-            out.append(Problem("duplicate_code", "error", [str(code)],
-                               f"code {code} is used by {len(idx)} {PLURAL[layer.level]}",
-                               shapely.union_all(layer.geoms[idx])))
+    repeated = series[series.notna() & series.duplicated(keep=False)]
+    for code, group in repeated.groupby(repeated).groups.items():
+        idx = np.asarray(group)
+        out.append(Problem("duplicate_code", "error", [str(code)],
+                           f"code {code} is used by {len(idx)} {PLURAL[layer.level]}",
+                           shapely.union_all(layer.geoms[idx])))
     if not opts.check_codes or layer.level not in DIGITS:
         return out
     parent = np.where(owner >= 0, up.codes[owner] if up is not None else None, None) \
@@ -255,8 +255,9 @@ def _overlap_problems(layer: _Layer, flagged: np.ndarray, opts: ValidationOption
 def _gap_problems(layer: _Layer, up: _Layer | None, owner: np.ndarray, flagged: np.ndarray,
                   opts: ValidationOptions) -> list[Problem]:
     if up is not None:
-        inside = cov.contained(layer.geoms, up.geoms, owner)
-        gaps, where = cov.gaps_in_parents(up.geoms, layer.geoms, owner, inside, flagged)
+        settled = cov.match_parents(up.geoms, layer.geoms, owner, flagged)
+        inside = cov.contained(layer.geoms, up.geoms, owner, settled)
+        gaps, where = cov.gaps_in_parents(up.geoms, layer.geoms, owner, inside, flagged, settled)
         out = _outside_problems(layer, up, owner, inside, opts)
     else:
         gaps = cov.holes_of(cov.union_of(layer.geoms, flagged))
@@ -328,14 +329,17 @@ def _building_problems(layer: _Layer, bl: _Layer, shares, opts: ValidationOption
     """一楼严禁分两格: a building must not be split between grids."""
     b, g, share = shares
     counted = share > opts.building_share
-    split = np.flatnonzero(np.bincount(b[counted], minlength=len(bl.codes)) > 1)
+    b, g, share = b[counted], g[counted], share[counted]
+    split = np.bincount(b, minlength=len(bl.codes)) > 1
+    rows = np.flatnonzero(split[b])
+    rows = rows[np.lexsort((-share[rows], b[rows]))]  # by building, largest share first
+    starts = np.flatnonzero(np.r_[True, b[rows][1:] != b[rows][:-1]])
     out = []
-    for k in split:
-        rows = np.flatnonzero((b == k) & counted)
-        rows = rows[np.argsort(-share[rows])]
-        parts = ", ".join(f"{layer.codes[g[r]]} ({share[r]:.0%})" for r in rows)
-        area = float(shapely.area(bl.geoms[k]) * (1 - share[rows[0]]))
-        out.append(Problem("split_building", "error", [bl.codes[k], *layer.codes[g[rows]]],
+    for mine in np.split(rows, starts[1:]) if len(rows) else []:
+        k = b[mine[0]]
+        parts = ", ".join(f"{layer.codes[g[r]]} ({share[r]:.0%})" for r in mine)
+        area = float(shapely.area(bl.geoms[k]) * (1 - share[mine[0]]))
+        out.append(Problem("split_building", "error", [bl.codes[k], *layer.codes[g[mine]]],
                            f"building {bl.codes[k]} is split between {layer.level}s {parts}",
                            bl.geoms[k], area))
     return out
