@@ -32,10 +32,12 @@ __all__ = [
 ]
 
 
-def make_polygonal(geoms: np.ndarray) -> np.ndarray:
+def make_polygonal(geoms: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Valid polygonal versions of ``geoms`` (invalid ones repaired, collapsed parts dropped)."""
     out = geoms.copy()
-    bad = ~shapely.is_valid(geoms) & ~shapely.is_missing(geoms)
+    if valid is None:
+        valid = shapely.is_valid(geoms)
+    bad = ~valid & ~shapely.is_missing(geoms)
     if bad.any():
         fixed = shapely.make_valid(geoms[bad], method="structure", keep_collapsed=False)
         out[bad] = _polygonal_part(fixed)

@@ -40,6 +40,7 @@ class _Layer:
 
     frame: gpd.GeoDataFrame
     raw: np.ndarray
+    valid: np.ndarray
     geoms: np.ndarray
     codes: np.ndarray
     level: str
@@ -54,7 +55,8 @@ class _Layer:
         unnamed = pd.isna(codes)
         codes[unnamed] = [f"#{i + 1}" for i in np.flatnonzero(unnamed)]
         labels = np.array([str(c) for c in codes], dtype=object)
-        return cls(frame, raw, cov.make_polygonal(raw), labels, level)
+        valid = shapely.is_valid(raw)
+        return cls(frame, raw, valid, cov.make_polygonal(raw, valid), labels, level)
 
     def column(self, name: str) -> np.ndarray | None:
         return self.frame[name].to_numpy() if name in self.frame.columns else None
@@ -97,10 +99,15 @@ def validate_coverage(
     counts = {PLURAL[level]: len(layer.codes)}
     if up is not None:
         counts[PLURAL.get(up.level, "parents")] = len(up.codes)
+    split: list[Problem] = []
     if buildings is not None:
-        bl = _Layer.of(_project(buildings, crs, metric, "buildings"), "building")
-        shares = cov.building_shares(bl.geoms, layer.geoms)
-        problems += _building_problems(layer, bl, shares, opts)
+        # Shares of a footprint are ratios of areas, the same in any CRS at a building's scale:
+        # they are computed in the grids' own CRS, so that 150k footprints need no reprojection.
+        native = grids.crs
+        bl = _Layer.of(_project(buildings, native, grids, "buildings"), "building")
+        cells = cov.make_polygonal(np.asarray(grids.geometry.values, dtype=object), layer.valid)
+        shares = cov.building_shares(bl.geoms, cells)
+        split = _building_problems(layer, bl, shares, opts, native, crs)
         counts["buildings"] = len(bl.codes)
         households = _households(layer, bl, shares, households)
     notes: list[str] = []
@@ -108,6 +115,7 @@ def validate_coverage(
         problems += _size_problems(layer, up, owner, households, opts, notes)
         problems += _worker_problems(layer, notes)
     _to_wgs84(problems, crs)
+    problems += split
     for p in problems:
         p.level = level
     return Report(problems, counts, notes)
@@ -188,7 +196,7 @@ def _geometry_problems(layer: _Layer, crs) -> list[Problem]:
     for i in np.flatnonzero(missing):
         out.append(Problem("invalid_geometry", "error", [layer.codes[i]],
                            f"{layer.level} {layer.codes[i]} has an empty geometry"))
-    invalid = np.flatnonzero(~missing & ~shapely.is_valid(layer.raw))
+    invalid = np.flatnonzero(~missing & ~layer.valid)
     reasons = shapely.is_valid_reason(layer.raw[invalid])
     for i, reason in zip(invalid, reasons):
         what, at = _split_reason(reason, crs)
@@ -325,8 +333,12 @@ def _unshared_problems(layer: _Layer, flagged: np.ndarray, edges: np.ndarray,
     return out
 
 
-def _building_problems(layer: _Layer, bl: _Layer, shares, opts: ValidationOptions) -> list[Problem]:
-    """一楼严禁分两格: a building must not be split between grids."""
+def _building_problems(layer: _Layer, bl: _Layer, shares, opts: ValidationOptions,
+                       native, metric) -> list[Problem]:
+    """一楼严禁分两格: a building must not be split between grids.
+
+    ``bl`` is in the ``native`` CRS of the grids; problems come back with WGS84 geometries.
+    """
     b, g, share = shares
     counted = share > opts.building_share
     b, g, share = b[counted], g[counted], share[counted]
@@ -334,14 +346,20 @@ def _building_problems(layer: _Layer, bl: _Layer, shares, opts: ValidationOption
     rows = np.flatnonzero(split[b])
     rows = rows[np.lexsort((-share[rows], b[rows]))]  # by building, largest share first
     starts = np.flatnonzero(np.r_[True, b[rows][1:] != b[rows][:-1]])
+    if len(rows) == 0:
+        return []
+    firsts = b[rows[starts]]
+    footprints = gpd.GeoSeries(bl.geoms[firsts], crs=native)
+    outside_main = footprints.to_crs(metric).area.to_numpy() * (1 - share[rows[starts]])
+    located = to_wgs84(bl.geoms[firsts], native)
+    names, percent = layer.codes[g[rows]], np.round(share[rows] * 100).astype(int)
     out = []
-    for mine in np.split(rows, starts[1:]) if len(rows) else []:
-        k = b[mine[0]]
-        parts = ", ".join(f"{layer.codes[g[r]]} ({share[r]:.0%})" for r in mine)
-        area = float(shapely.area(bl.geoms[k]) * (1 - share[mine[0]]))
-        out.append(Problem("split_building", "error", [bl.codes[k], *layer.codes[g[mine]]],
+    ends = np.r_[starts[1:], len(rows)]
+    for k, geom, area, lo, hi in zip(firsts, located, outside_main, starts, ends):
+        parts = ", ".join(f"{n} ({p}%)" for n, p in zip(names[lo:hi], percent[lo:hi]))
+        out.append(Problem("split_building", "error", [bl.codes[k], *names[lo:hi]],
                            f"building {bl.codes[k]} is split between {layer.level}s {parts}",
-                           bl.geoms[k], area))
+                           geom, float(area)))
     return out
 
 
