@@ -153,8 +153,15 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _singular(plural: str) -> str:
+    from gridmap.validate import PLURAL
+
+    return next((one for one, many in PLURAL.items() if many == plural), plural)
+
+
 def _print_summary(report, source: Path, limit: int) -> None:
-    counts = ", ".join(f"{n:,} {what}" for what, n in report.counts.items())
+    counts = ", ".join(f"{n:,} {_singular(what) if n == 1 else what}"
+                       for what, n in report.counts.items())
     verdict = "[green]clean[/]" if report.clean else "[red]not clean[/]"
     out.print(f"{source.name}: {counts} — {verdict}: "
               f"{len(report.errors)} errors, {len(report.warnings)} warnings")

@@ -399,10 +399,10 @@ def _size_problems(layer: _Layer, up: _Layer | None, owner: np.ndarray, househol
         band = opts.rural if rural[i] else opts.urban
         if band.low <= hh[i] <= band.high:
             continue
-        setting = "rural" if rural[i] else "urban"
+        setting = "a rural" if rural[i] else "an urban"
         out.append(Problem(
             "size_out_of_range", "warning", [layer.codes[i]],
-            f"grid {layer.codes[i]} holds {hh[i]:g} households; a {setting} grid holds "
+            f"grid {layer.codes[i]} holds {hh[i]:g} households; {setting} grid holds "
             f"{band.target:g} ± {band.tolerance:g}", layer.geoms[i],
             extra={"households": float(hh[i]), "target": band.target}))
     return out
