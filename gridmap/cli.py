@@ -48,6 +48,9 @@ def _one_line_errors(command: Callable) -> Callable:
             return command(*args, **kwargs)
         except GridmapError as exc:
             _fail(exc.detail)
+        except typer.BadParameter as exc:
+            hint = getattr(exc, "param_hint", None)
+            _fail(f"{hint}: {exc.message}" if isinstance(hint, str) else exc.message)
         except KeyboardInterrupt:
             err.print("gridmap: interrupted")
             raise typer.Exit(130) from None
@@ -104,11 +107,12 @@ def validate(
     from gridmap.validate import validate_coverage, validate_hierarchy
 
     opts = Settings().validation.model_copy()
-    for name, value in (("gap_width", tolerance), ("sliver_area", sliver_area),
-                        ("building_share", building_share)):
+    for name, flag, value in (("gap_width", "--tolerance", tolerance),
+                              ("sliver_area", "--sliver-area", sliver_area),
+                              ("building_share", "--building-share", building_share)):
         if value is not None:
             if value < 0:
-                raise typer.BadParameter(f"must not be negative, got {value}", param_hint=name)
+                raise typer.BadParameter(f"must not be negative, got {value:g}", param_hint=flag)
             setattr(opts, name, value)
     opts.check_codes = codes
     if level not in LEVELS:
@@ -117,6 +121,11 @@ def validate(
     with err.status("reading layers…"):
         names = list_layers(grids)
         hierarchy = layer is None and len(names) > 1 and set(names) & set(LEVELS)
+        if hierarchy and parents:
+            raise typer.BadParameter(
+                f"{grids.name} holds the levels ({', '.join(n for n in LEVELS if n in names)}) "
+                "and is checked against its own; choose one with --layer to give other parents",
+                param_hint="--parents")
         if hierarchy:
             layers = {n: read_layer(grids, layer=n, crs=crs, fields=fields, encoding=encoding)
                       for n in LEVELS if n in names}
