@@ -106,15 +106,9 @@ def validate(
     from gridmap.io import LEVELS, list_layers, parse_fields, read_layer
     from gridmap.validate import validate_coverage, validate_hierarchy
 
-    opts = Settings().validation.model_copy()
-    for name, flag, value in (("gap_width", "--tolerance", tolerance),
-                              ("sliver_area", "--sliver-area", sliver_area),
-                              ("building_share", "--building-share", building_share)):
-        if value is not None:
-            if value < 0:
-                raise typer.BadParameter(f"must not be negative, got {value:g}", param_hint=flag)
-            setattr(opts, name, value)
-    opts.check_codes = codes
+    opts = _options(Settings().validation, codes, {
+        "--tolerance": ("gap_width", tolerance), "--sliver-area": ("sliver_area", sliver_area),
+        "--building-share": ("building_share", building_share)})
     if level not in LEVELS:
         raise typer.BadParameter(f"one of {', '.join(LEVELS)}", param_hint="--level")
     fields = parse_fields(field)
@@ -153,6 +147,24 @@ def validate(
         _print_summary(report, grids, limit)
     failed = not report.clean or (strict and report.warnings)
     raise typer.Exit(1 if failed else 0)
+
+
+def _options(base, codes: bool, given: dict):
+    """The validation options: settings, overridden by what the command line gave (checked)."""
+    from pydantic import ValidationError
+
+    values = base.model_dump()
+    values["check_codes"] = codes
+    for flag, (name, value) in given.items():
+        if value is None:
+            continue
+        try:
+            values[name] = value
+            base.model_validate(values)
+        except ValidationError as exc:
+            raise typer.BadParameter(f"{value:g} is out of range ({exc.errors()[0]['msg']})",
+                                     param_hint=flag) from None
+    return base.model_validate(values)
 
 
 def _write_text(path: Path, text: str) -> None:
