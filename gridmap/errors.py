@@ -16,6 +16,14 @@ __all__ = [
     "EmptyLayer",
     "NotPolygons",
     "LayersDisjoint",
+    "NotFound",
+    "VersionNotFound",
+    "FeatureNotFound",
+    "PointOutsideGrids",
+    "Conflict",
+    "NothingToPublish",
+    "StoreUnavailable",
+    "LayerRefused",
 ]
 
 
@@ -69,3 +77,46 @@ class NotPolygons(InputError):
 
 class LayersDisjoint(InputError):
     """Two layers that should nest do not even touch: usually a wrong CRS on one of them."""
+
+
+class NotFound(GridmapError):
+    status = 404
+
+
+class VersionNotFound(NotFound):
+    """No boundary version matches the number or date asked for."""
+
+
+class FeatureNotFound(NotFound):
+    """No feature with that code in that layer and version."""
+
+
+class PointOutsideGrids(NotFound):
+    """A point lies in no grid; carries the nearest grid and its distance in metres."""
+
+    def __init__(self, detail: str, *, nearest: str | None = None, distance_m: float | None = None):
+        super().__init__(detail)
+        self.nearest = nearest
+        self.distance_m = distance_m
+
+
+class Conflict(GridmapError):
+    status = 409
+
+
+class NothingToPublish(Conflict):
+    """There is no draft version to publish."""
+
+
+class StoreUnavailable(GridmapError):
+    """The store cannot be reached (database down, file locked)."""
+
+    status = 503
+
+
+class LayerRefused(InputError):
+    """An import refused because validation found errors; carries the report."""
+
+    def __init__(self, detail: str, report=None):
+        super().__init__(detail)
+        self.report = report

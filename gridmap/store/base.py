@@ -1,0 +1,94 @@
+"""The store contract: boundary layers kept as dated versions (MapIt's "generations").
+
+Every layer (``city``, ``district``, ``street``, ``community``, ``grid``, ``building``) is kept per
+version. An import writes into the one *draft* version (created, when there is none, as a copy of
+the active version); ``publish`` makes the draft active, stamps its date, and retires the previous
+active version, which stays readable by number or by date. Writes are atomic: a failed or killed
+import leaves the store exactly as it was.
+
+Two implementations keep this contract: :mod:`gridmap.store.geopackage` (a GeoPackage file, the
+embedded default, which opens in QGIS) and :mod:`gridmap.store.postgis` (PostgreSQL + PostGIS).
+The same contract tests run against both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import geopandas as gpd
+
+__all__ = ["STORE_LAYERS", "Version", "LayerChange", "PublishResult", "Store"]
+
+#: Layers a store keeps, top down; features carry our fields (DESIGN.md §4) and EPSG:4326.
+STORE_LAYERS = ("city", "district", "street", "community", "grid", "building")
+
+
+@dataclass(frozen=True)
+class Version:
+    """One boundary version: ``draft`` (being edited), ``active`` (answering), or ``retired``."""
+
+    id: int
+    status: str
+    created_at: dt.datetime
+    published_on: dt.date | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    """What publishing a draft changes in one layer, by code."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # same code, other geometry or attributes
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    draft: Version
+    previous: Version | None
+    changes: dict[str, LayerChange]
+    committed: bool
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What every store does. Levels are names from :data:`STORE_LAYERS`."""
+
+    url: str
+
+    def versions(self) -> list[Version]:
+        """All versions, oldest first."""
+
+    def resolve(self, *, version: int | None = None, on: dt.date | None = None) -> Version:
+        """The version asked for: by number, in force on a date, or else the active one.
+
+        Raises VersionNotFound (also when nothing has been published yet).
+        """
+
+    def read_layer(self, level: str, version: int) -> gpd.GeoDataFrame:
+        """A whole layer of a version (possibly empty), our fields, EPSG:4326."""
+
+    def query_features(self, level: str, version: int, *, bbox=None, parent_code: str | None = None,
+                       limit: int = 100, offset: int = 0) -> tuple[gpd.GeoDataFrame, int]:
+        """A page of features ordered by code, and how many match in all.
+
+        ``bbox`` is (minx, miny, maxx, maxy) in lon/lat: features intersecting it.
+        """
+
+    def get_feature(self, level: str, version: int, code: str) -> gpd.GeoDataFrame:
+        """The one feature with ``code`` (a one-row frame); raises FeatureNotFound."""
+
+    def write_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "") -> Version:
+        """Replace the given layers of the draft (creating the draft if needed), atomically."""
+
+    def publish(self, *, commit: bool, on: dt.date | None = None) -> PublishResult:
+        """What activating the draft changes; activates it only with ``commit``.
+
+        Raises NothingToPublish when there is no draft.
+        """
+
+    def close(self) -> None:
+        """Release files and connections."""
