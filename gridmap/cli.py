@@ -206,5 +206,113 @@ def _print_summary(report, source: Path, limit: int) -> None:
         out.print(f"note: {note}", markup=False)
 
 
+
+# -- the store: import, publish, serve ---------------------------------------------------------
+
+StoreOpt = Annotated[Optional[str], typer.Option(
+    "--store", help="GeoPackage path or postgresql:// URL (default: GRIDMAP_STORE__URL or var/gridmap.gpkg)")]
+
+
+def _settings(store: str | None):
+    from gridmap.config import Settings
+
+    settings = Settings()
+    if store:
+        settings.store.url = store
+    return settings
+
+
+@app.command("import")
+@_one_line_errors
+def import_(
+    source: Annotated[Path, typer.Argument(help="the layer file")],
+    level: Annotated[str, typer.Option(help="city, district, street, community, grid or building")],
+    layer: Annotated[Optional[str], typer.Option(help="layer name inside SOURCE")] = None,
+    crs: Annotated[Optional[str], typer.Option(help="CRS if the file has none or a wrong one")] = None,
+    field: Fields = None,
+    encoding: Annotated[Optional[str], typer.Option(help="text encoding of a .dbf")] = None,
+    accept_warnings: Annotated[bool, typer.Option(help="import even with warnings (never with errors)")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Validate a layer against the levels around it, then write it into the draft version."""
+    from gridmap.io import parse_fields, read_layer
+    from gridmap.store.base import STORE_LAYERS
+    from gridmap.versions import check_import, open_configured
+
+    if level not in STORE_LAYERS:
+        raise typer.BadParameter(f"one of {', '.join(STORE_LAYERS)}", param_hint="--level")
+    settings = _settings(store)
+    frame = read_layer(source, layer=layer, crs=crs, fields=parse_fields(field), encoding=encoding)
+    target = open_configured(settings.store.url)
+    try:
+        with err.status("validating against the draft…"):
+            report = check_import(target, level, frame, settings.validation)
+        if report is not None and (not report.clean or (report.warnings and not accept_warnings)):
+            _print_summary(report, source, 20)
+            why = "errors" if not report.clean else "warnings (--accept-warnings to import anyway)"
+            err.print(f"gridmap: refused: {source.name} has {why}; the store is unchanged")
+            raise typer.Exit(1)
+        version = target.write_draft({level: frame}, note=f"{level} from {source.name}")
+    finally:
+        target.close()
+    out.print(f"imported {len(frame):,} {level} features into draft version {version.id} "
+              f"of {settings.store.url}; `gridmap publish` shows what would change")
+
+
+@app.command()
+@_one_line_errors
+def publish(
+    commit: Annotated[bool, typer.Option(help="activate the draft (otherwise a dry run)")] = False,
+    on: Annotated[Optional[str], typer.Option("--date", help="publication date YYYY-MM-DD (default today)")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Show what activating the draft version would change; activate it with --commit."""
+    import datetime as dt
+
+    from gridmap.versions import open_configured
+
+    try:
+        day = dt.date.fromisoformat(on) if on else None
+    except ValueError:
+        raise typer.BadParameter(f"not a date (YYYY-MM-DD): {on}", param_hint="--date") from None
+    settings = _settings(store)
+    target = open_configured(settings.store.url)
+    try:
+        result = target.publish(commit=commit, on=day)
+    finally:
+        target.close()
+    before = f"version {result.previous.id}" if result.previous else "nothing published"
+    out.print(f"draft version {result.draft.id} against {before}:")
+    for level, change in result.changes.items():
+        if change.added or change.removed or change.changed:
+            out.print(f"  {level}: {len(change.added)} added, {len(change.removed)} removed, "
+                      f"{len(change.changed)} changed")
+    if commit:
+        out.print(f"published: version {result.draft.id} is active from "
+                  f"{(day or dt.date.today()).isoformat()}")
+    else:
+        out.print("dry run: nothing changed (--commit to publish)")
+
+
+@app.command()
+@_one_line_errors
+def serve(
+    store: StoreOpt = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Start the HTTP service (with no --store: the embedded store, made from the demo data)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(store)
+    # With no store named anywhere, the embedded default starts as the demo city.
+    demo = store is None and not os.environ.get("GRIDMAP_STORE__URL")
+    with err.status(f"opening {settings.store.url}…"):
+        application = create_app(settings, demo=demo)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
 if __name__ == "__main__":
     app()

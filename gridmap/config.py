@@ -7,7 +7,7 @@ Environment variables carry the ``GRIDMAP_`` prefix and ``__`` between nested na
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["HouseholdBand", "ValidationOptions", "Settings"]
+__all__ = ["HouseholdBand", "ValidationOptions", "StoreSettings", "LookupSettings", "Settings"]
 
 
 class HouseholdBand(BaseModel):
@@ -51,7 +51,15 @@ class ValidationOptions(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    url: str = "gridmap.gpkg"
+    """Where boundaries are kept: a GeoPackage path (the embedded default) or a PostGIS URL."""
+
+    url: str = "var/gridmap.gpkg"
+
+
+class LookupSettings(BaseModel):
+    near_m: float = Field(30.0, ge=0, description="a point this close to its grid's edge is flagged")
+    batch_limit: int = Field(10_000, ge=1, description="points per POST /lookup request")
+    body_limit_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body")
 
 
 class Settings(BaseSettings):
@@ -59,3 +67,4 @@ class Settings(BaseSettings):
 
     validation: ValidationOptions = ValidationOptions()
     store: StoreSettings = StoreSettings()
+    lookup: LookupSettings = LookupSettings()

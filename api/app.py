@@ -1,0 +1,74 @@
+"""``create_app(settings, store)``: the HTTP service, as a factory (no settings read at import)."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from api import problems
+from api.routes import features, lookup
+from api.service import Service
+from gridmap import __version__
+from gridmap.config import Settings
+from gridmap.store.base import Store
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None, *,
+               warm: bool = True, demo: bool = False) -> FastAPI:
+    """The service over ``store`` (opened from ``settings.store.url`` when not given; an embedded
+    store that does not exist yet is created, holding the demo city when ``demo``)."""
+    settings = settings or Settings()
+    if store is None:
+        from gridmap.demo import open_or_create
+
+        store = open_or_create(settings.store.url, demo=demo)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if warm:
+            try:
+                app.state.service.warm()
+            except Exception:  # an empty store still serves features and says so on lookup
+                problems.log.warning("no lookup index at start-up", exc_info=True)
+        yield
+        store.close()
+
+    app = FastAPI(title="gridmap", version=__version__, lifespan=lifespan,
+                  description="Which grid (and community, street, district) is this point in, "
+                              "and who is responsible? Plus the boundaries as OGC API – Features.")
+    app.state.service = Service(store, settings)
+    problems.install(app)
+    limit = settings.lookup.body_limit_bytes
+
+    @app.middleware("http")
+    async def refuse_huge_bodies(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return problems.problem(413, f"request body over the limit of {limit:,} bytes")
+        return await call_next(request)
+
+    app.include_router(features.router)
+    app.include_router(lookup.router)
+    _document_problems(app)
+    return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Add the Problem schema (RFC 9457) to the OpenAPI document the routes refer to."""
+    original = app.openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
+            "type": "object", "title": "Problem (RFC 9457)",
+            "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                           "status": {"type": "integer"}, "detail": {"type": "string"}},
+            "required": ["title", "status", "detail"],
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi

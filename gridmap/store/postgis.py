@@ -1,0 +1,332 @@
+"""The server store: PostgreSQL + PostGIS through psycopg2.
+
+gridmap creates and upgrades its own schema: the numbered files in ``gridmap/store/sql``
+(``001_init.sql``, …) are applied in order, each once, inside one transaction, and recorded in
+``gridmap_schema``. Every write is one transaction (layers arrive by COPY), so a failed or killed
+import leaves the database as it was; writers serialise on an advisory lock, and one that waits
+longer than ``lock_timeout`` gets Conflict. Connection failures become StoreUnavailable, naming
+host and port but never the password.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.resources
+import io
+import re
+import time
+from contextlib import contextmanager
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import psycopg2
+import psycopg2.extensions
+import psycopg2.pool
+import shapely
+
+from gridmap.errors import Conflict, FeatureNotFound, NothingToPublish, StoreUnavailable
+from gridmap.store import (ROW_COLUMNS, bbox_polygon, check_level, check_page, check_publish_date,
+                           from_rows, resolve_version, to_rows)
+from gridmap.store.base import STORE_LAYERS, LayerChange, PublishResult, Version
+
+__all__ = ["PostGISStore", "migrations"]
+
+# Advisory lock keys ("gridmap" and "gridmap-migrate" folded to 32 bits), held per transaction.
+_WRITE_LOCK = 0x67726964
+_MIGRATE_LOCK = 0x67726D69
+_SELECT = ("SELECT code, name, parent_code, kind, households, worker, props::text, "
+           "ST_AsBinary(geom) FROM gridmap_feature")
+_COPY = ("COPY gridmap_feature (version_id, level, code, name, parent_code, kind, households, "
+         "worker, props, geom) FROM STDIN")
+_DIFF = """
+SELECT coalesce(d.level, a.level), coalesce(d.code, a.code),
+       CASE WHEN a.code IS NULL THEN 'added' WHEN d.code IS NULL THEN 'removed' ELSE 'changed' END
+  FROM (SELECT * FROM gridmap_feature WHERE version_id = %(draft)s) d
+  FULL JOIN (SELECT * FROM gridmap_feature WHERE version_id = %(active)s) a
+    ON a.level = d.level AND a.code = d.code
+ WHERE a.code IS NULL OR d.code IS NULL
+    OR (d.name, d.parent_code, d.kind, d.households, d.worker, d.props)
+       IS DISTINCT FROM (a.name, a.parent_code, a.kind, a.households, a.worker, a.props)
+    OR ST_AsBinary(d.geom) <> ST_AsBinary(a.geom)
+"""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The schema migrations shipped with gridmap: ``(number, file name, SQL)`` in order."""
+    folder = importlib.resources.files("gridmap.store").joinpath("sql")
+    found = []
+    for entry in folder.iterdir():
+        match = re.fullmatch(r"(\d+)_\w+\.sql", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class PostGISStore:
+    """Boundary versions in a PostGIS database; the schema is created on first connection.
+
+    ``url`` is kept with its password masked, for messages and logs.
+    """
+
+    def __init__(self, url: str, *, minconn: int = 1, maxconn: int = 8, lock_timeout: float = 5.0,
+                 connect_timeout: int = 5):
+        self.url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+        self.lock_timeout = lock_timeout
+        self._where = _host_port(url)
+        try:
+            self._pool = psycopg2.pool.ThreadedConnectionPool(
+                minconn, maxconn, dsn=url, connect_timeout=connect_timeout)
+        except psycopg2.Error as exc:
+            raise StoreUnavailable(f"PostGIS at {self._where} is not reachable: "
+                                   f"{_first_line(exc, url)}") from None
+        self._migrate()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def versions(self) -> list[Version]:
+        with self._cursor() as cur:
+            return self._versions(cur)
+
+    def resolve(self, *, version: int | None = None, on: dt.date | None = None) -> Version:
+        return resolve_version(self.versions(), version=version, on=on)
+
+    def read_layer(self, level: str, version: int) -> gpd.GeoDataFrame:
+        check_level(level)
+        with self._cursor() as cur:
+            resolve_version(self._versions(cur), version=version)
+            cur.execute(f"{_SELECT} WHERE version_id = %s AND level = %s ORDER BY code",
+                        (int(version), level))
+            return _frame(level, cur.fetchall())
+
+    def query_features(self, level: str, version: int, *, bbox=None, parent_code: str | None = None,
+                       limit: int = 100, offset: int = 0) -> tuple[gpd.GeoDataFrame, int]:
+        check_level(level)
+        check_page(limit, offset)
+        where = ["version_id = %(version)s", "level = %(level)s"]
+        args = {"version": int(version), "level": level, "limit": int(limit), "offset": int(offset)}
+        if bbox is not None:
+            args["box"] = shapely.to_wkb(bbox_polygon(bbox))
+            where.append("geom && ST_GeomFromWKB(%(box)s, 4326) "
+                         "AND ST_Intersects(geom, ST_GeomFromWKB(%(box)s, 4326))")
+        if parent_code is not None:
+            args["parent"] = parent_code
+            where.append("parent_code = %(parent)s")
+        condition = " AND ".join(where)
+        with self._cursor() as cur:
+            resolve_version(self._versions(cur), version=version)
+            cur.execute(f"SELECT count(*) FROM gridmap_feature WHERE {condition}", args)
+            total = int(cur.fetchone()[0])
+            cur.execute(f"{_SELECT} WHERE {condition} ORDER BY code LIMIT %(limit)s "
+                        "OFFSET %(offset)s", args)
+            return _frame(level, cur.fetchall()), total
+
+    def get_feature(self, level: str, version: int, code: str) -> gpd.GeoDataFrame:
+        check_level(level)
+        with self._cursor() as cur:
+            resolve_version(self._versions(cur), version=version)
+            cur.execute(f"{_SELECT} WHERE version_id = %s AND level = %s AND code = %s",
+                        (int(version), level, str(code)))
+            rows = cur.fetchall()
+        if not rows:
+            raise FeatureNotFound(f"no {level} with code {code} in version {version}")
+        return _frame(level, rows)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "") -> Version:
+        prepared = {level: to_rows(level, frame) for level, frame in layers.items()}
+        with self._cursor() as cur:
+            self._lock(cur)
+            current = self._versions(cur)
+            draft = next((v for v in current if v.status == "draft"), None)
+            active = next((v for v in current if v.status == "active"), None)
+            if draft is None:
+                # Numbered under the write lock rather than by the sequence, which a rolled-back
+                # import would leave with a hole in the version numbers.
+                cur.execute("INSERT INTO gridmap_version (id, status, note) SELECT "
+                            "coalesce(max(id), 0) + 1, 'draft', %s FROM gridmap_version RETURNING id",
+                            (note,))
+                draft_id = cur.fetchone()[0]
+                if active is not None:
+                    # A new draft starts as a copy of what is in force.
+                    cur.execute(
+                        "INSERT INTO gridmap_feature SELECT %s, level, code, name, parent_code, kind,"
+                        " households, worker, props, geom FROM gridmap_feature"
+                        " WHERE version_id = %s AND NOT (level = ANY(%s))",
+                        (draft_id, active.id, list(prepared)))
+            else:
+                draft_id = draft.id
+                if note:
+                    cur.execute("UPDATE gridmap_version SET note = %s WHERE id = %s", (note, draft_id))
+                cur.execute("DELETE FROM gridmap_feature WHERE version_id = %s AND level = ANY(%s)",
+                            (draft_id, list(prepared)))
+            for level, rows in prepared.items():
+                self._write_layer(cur, draft_id, level, rows)
+            return resolve_version(self._versions(cur), version=draft_id)
+
+    def publish(self, *, commit: bool, on: dt.date | None = None) -> PublishResult:
+        with self._cursor() as cur:
+            if commit:
+                self._lock(cur)
+            current = self._versions(cur)
+            draft = next((v for v in current if v.status == "draft"), None)
+            active = next((v for v in current if v.status == "active"), None)
+            if draft is None:
+                raise NothingToPublish("nothing to publish: there is no draft; import a layer first")
+            cur.execute(_DIFF, {"draft": draft.id, "active": active.id if active else -1})
+            changes = _changes(cur.fetchall())
+            if not commit:
+                return PublishResult(draft=draft, previous=active, changes=changes, committed=False)
+            on = on or dt.date.today()
+            check_publish_date(on, current)
+            cur.execute("UPDATE gridmap_version SET status = 'retired' WHERE status = 'active'")
+            cur.execute("UPDATE gridmap_version SET status = 'active', published_on = %s "
+                        "WHERE id = %s", (on, draft.id))
+            after = self._versions(cur)
+        return PublishResult(draft=resolve_version(after, version=draft.id),
+                             previous=resolve_version(after, version=active.id) if active else None,
+                             changes=changes, committed=True)
+
+    def close(self) -> None:
+        if not self._pool.closed:
+            self._pool.closeall()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _write_layer(self, cur, version_id: int, level: str, rows: pd.DataFrame) -> None:
+        """COPY one layer's rows into the open transaction (the step tests make fail)."""
+        if rows.empty:
+            return
+        n = len(rows)
+        geoms = shapely.set_srid(rows["geometry"].to_numpy(), 4326)
+        households = rows["households"].astype("float64")
+        columns = [
+            pd.Series([str(int(version_id))] * n), pd.Series([level] * n),
+            *(_copy_text(rows[name]) for name in ("code", "name", "parent_code", "kind")),
+            households.map(repr).where(households.notna(), r"\N"),
+            _copy_text(rows["worker"]), _copy_text(rows["props"]),
+            pd.Series(shapely.to_wkb(geoms, hex=True, include_srid=True)),
+        ]
+        columns = [c.reset_index(drop=True).astype(object) for c in columns]
+        lines = columns[0].str.cat(columns[1:], sep="\t")
+        cur.copy_expert(_COPY, io.StringIO("\n".join(lines.tolist()) + "\n"))
+
+    def _versions(self, cur) -> list[Version]:
+        cur.execute("SELECT id, status, created_at, published_on, note FROM gridmap_version "
+                    "ORDER BY id")
+        return [Version(id=r[0], status=r[1], created_at=r[2], published_on=r[3], note=r[4] or "")
+                for r in cur.fetchall()]
+
+    def _lock(self, cur) -> None:
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+            if cur.fetchone()[0]:
+                return
+            if time.monotonic() > deadline:
+                raise Conflict("the store is being written by another import or publish; "
+                               "try again when it has finished")
+            time.sleep(0.05)
+
+    @contextmanager
+    def _cursor(self):
+        """A cursor in a transaction of its own: committed on success, else rolled back."""
+        try:
+            conn = self._pool.getconn()
+        except psycopg2.pool.PoolError as exc:
+            raise StoreUnavailable(f"PostGIS at {self._where}: {exc}") from None
+        except psycopg2.Error as exc:
+            raise StoreUnavailable(f"PostGIS at {self._where} is not reachable: "
+                                   f"{_first_line(exc)}") from None
+        broken = False
+        try:
+            with conn.cursor() as cur:
+                yield cur
+            conn.commit()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            broken = True
+            raise StoreUnavailable(f"PostGIS at {self._where} failed: {_first_line(exc)}") from None
+        except BaseException:
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                broken = True
+            raise
+        finally:
+            self._pool.putconn(conn, close=broken or bool(conn.closed))
+
+    def _migrate(self) -> None:
+        shipped = migrations()
+        with self._cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+            cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'")
+            if cur.fetchone() is None:
+                try:
+                    cur.execute("CREATE EXTENSION postgis")
+                except psycopg2.Error as exc:
+                    raise StoreUnavailable(
+                        f"PostGIS at {self._where}: the postgis extension is not installed in the "
+                        f"database and gridmap cannot create it ({_first_line(exc)}); "
+                        "a superuser must run CREATE EXTENSION postgis") from None
+            cur.execute("CREATE TABLE IF NOT EXISTS gridmap_schema (version integer PRIMARY KEY, "
+                        "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+            cur.execute("SELECT version FROM gridmap_schema")
+            applied = {r[0] for r in cur.fetchall()}
+            newest = max((n for n, _, _ in shipped), default=0)
+            if applied and max(applied) > newest:
+                raise StoreUnavailable(
+                    f"PostGIS at {self._where} has gridmap schema {max(applied)}, newer than this "
+                    f"gridmap knows ({newest}): upgrade gridmap")
+            for number, name, sql in shipped:
+                if number not in applied:
+                    cur.execute(sql)
+                    cur.execute("INSERT INTO gridmap_schema (version, name) VALUES (%s, %s)",
+                                (number, name))
+
+
+# -- module helpers -----------------------------------------------------------------------------
+
+
+def _frame(level: str, rows: list[tuple]) -> gpd.GeoDataFrame:
+    table = pd.DataFrame.from_records(rows, columns=[*ROW_COLUMNS, "wkb"])
+    table["households"] = pd.to_numeric(table["households"], errors="coerce").astype("float64")
+    geoms = shapely.from_wkb(np.array([bytes(w) for w in table["wkb"]], dtype=object))
+    return from_rows(level, table, geoms)
+
+
+def _changes(rows: list[tuple]) -> dict[str, LayerChange]:
+    found: dict[str, dict[str, list[str]]] = {
+        level: {"added": [], "removed": [], "changed": []} for level in STORE_LAYERS}
+    for level, code, what in rows:
+        found[level][what].append(code)
+    return {level: LayerChange(**{k: sorted(v) for k, v in kinds.items()})
+            for level, kinds in found.items()}
+
+
+def _copy_text(values: pd.Series) -> pd.Series:
+    """Text for COPY's text format: backslash escapes, ``\\N`` for NULL."""
+    values = values.reset_index(drop=True).astype(object)
+    missing = values.isna()
+    text = values.where(~missing, "").astype(str)
+    for raw, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+        text = text.str.replace(raw, escaped, regex=False)
+    return text.where(~missing, r"\N").astype(object)
+
+
+def _host_port(url: str) -> str:
+    try:
+        params = psycopg2.extensions.parse_dsn(url)
+    except psycopg2.Error:
+        raise StoreUnavailable("the PostGIS URL is not valid (expected "
+                               "postgresql://user@host:port/database)") from None
+    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+
+
+def _first_line(exc: Exception, url: str | None = None) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if url:
+        password = psycopg2.extensions.parse_dsn(url).get("password")
+        if password:
+            text = text.replace(password, "***")
+    return text[:300]
