@@ -13,9 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,demo]'
 	touch $@
 
-# The main job, until the service exists: validate the demo city at every level.
+# The main job: the HTTP service on the embedded store, created from the demo city on first run.
 run: setup
 	$(VENV)/bin/gridmap validate boundaries/demo.gpkg
+	$(VENV)/bin/gridmap serve
 
 test: setup
 	$(PY) -m pytest

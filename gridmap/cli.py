@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gridmap.errors import GridmapError
+from gridmap.errors import GridmapError, PointOutsideGrids
 
 app = typer.Typer(
     help="gridmap: grid boundaries for community governance (网格化管理).",
@@ -26,7 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 
@@ -312,6 +312,60 @@ def serve(
     with err.status(f"opening {settings.store.url}…"):
         application = create_app(settings, demo=demo)
     uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+
+@app.command()
+@_one_line_errors
+def lookup(
+    grids: Annotated[Path, typer.Argument(help="grids, or a GeoPackage of levels (city … grid)")],
+    lon: Annotated[Optional[float], typer.Option(help="longitude of one point")] = None,
+    lat: Annotated[Optional[float], typer.Option(help="latitude of one point")] = None,
+    points: Annotated[Optional[Path], typer.Option(help="CSV with lon,lat columns (batch)")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="CSV to write (batch)")] = None,
+    crs: Annotated[str, typer.Option(help="CRS of the points: wgs84, cgcs2000, gcj02, bd09, EPSG:n")] = "wgs84",
+    layer: Annotated[Optional[str], typer.Option(help="layer name inside GRIDS")] = None,
+    grids_crs: Annotated[Optional[str], typer.Option(help="CRS of GRIDS if it has none")] = None,
+    field: Fields = None,
+) -> None:
+    """Which grid is a point in: one point (--lon/--lat, JSON out) or a CSV of millions."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from gridmap.io import LEVELS, list_layers, parse_fields, read_layer
+    from gridmap.lookup import LookupIndex, lookup_points
+
+    single = lon is not None or lat is not None
+    if single == (points is not None) or (single and (lon is None or lat is None)):
+        raise typer.BadParameter("give --lon and --lat, or --points FILE -o OUT", param_hint="--points")
+    if points is not None and output is None:
+        raise typer.BadParameter("the batch needs an output file", param_hint="-o")
+    if points is not None and not points.is_file():
+        raise typer.BadParameter(f"no such file: {points}", param_hint="--points")
+    names = list_layers(grids)
+    fields = parse_fields(field)
+    if layer is None and "grid" in names and len(names) > 1:
+        layers = {n: read_layer(grids, layer=n, crs=grids_crs) for n in LEVELS if n in names}
+    else:
+        layers = {"grid": read_layer(grids, layer=layer, crs=grids_crs, fields=fields)}
+    if "code" not in layers["grid"].columns:
+        err.print(f"note: {grids.name} has no code field: grids are named by row number (1, 2, …)")
+        layers["grid"]["code"] = [str(i + 1) for i in range(len(layers["grid"]))]
+    index = LookupIndex.build(layers)
+    if single:
+        try:
+            answer = index.answer(lon, lat, crs=crs)
+        except PointOutsideGrids as miss:
+            # Not an input error: the answer is "no grid", with the nearest one (exit 1).
+            answer = {"grid": None, "nearest": miss.nearest, "distance_m": miss.distance_m,
+                      "detail": miss.detail}
+        sys.stdout.write(json.dumps(answer, ensure_ascii=False) + "\n")
+        raise typer.Exit(0 if answer["grid"] else 1)
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"looking up {points.name}…")
+        rows = lookup_points(index, points, output, crs=crs,
+                             progress=lambda done: bar.update(task, description=f"{done:,} points"))
+    out.print(f"{rows:,} points → {output}")
 
 
 if __name__ == "__main__":
