@@ -11,6 +11,7 @@ import pytest
 from shapely.geometry import box
 
 GRIDMAP = [sys.executable, "-m", "gridmap.cli"]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def run(*args, cwd=None):
@@ -113,3 +114,43 @@ def test_broken_file_and_negative_tolerance(tmp_path):
 def test_help_for_every_command():
     result = run("validate", "--help")
     assert result.returncode == 0 and "--parents" in result.stdout and "--json" in result.stdout
+
+
+def test_import_publish_and_versions_through_the_cli(tmp_path):
+    from gridmap.io import read_layer
+
+    store = tmp_path / "s.gpkg"
+    demo = ROOT / "boundaries" / "demo.gpkg"
+    for level in ("city", "district", "street", "community", "grid", "building"):
+        result = run("import", demo, "--layer", level, "--level", level, "--store", store)
+        assert result.returncode == 0, result.stdout + result.stderr
+    dry = run("publish", "--store", store)
+    assert dry.returncode == 0 and "dry run" in dry.stdout and "2122 added" in dry.stdout.replace(",", "")
+    assert run("publish", "--commit", "--store", store).returncode == 0
+    grids = read_layer(demo, layer="grid")
+    broken = grids.copy()
+    broken.loc[broken.index[0], "geometry"] = broken.geometry.iloc[0].buffer(0.005)
+    broken.to_file(tmp_path / "broken.gpkg", layer="grid")
+    before = store.read_bytes()
+    refused = run("import", tmp_path / "broken.gpkg", "--level", "grid", "--store", store)
+    assert refused.returncode == 1 and "refused" in refused.stderr and "overlap" in refused.stdout
+    assert store.read_bytes() == before  # nothing written
+    nothing = run("publish", "--store", store)
+    assert nothing.returncode == 2 and "nothing to publish" in nothing.stderr
+
+
+def test_lookup_one_point_and_a_csv(tmp_path):
+    demo = ROOT / "boundaries" / "demo.gpkg"
+    hit = run("lookup", demo, "--lon", "111.52", "--lat", "36.08")
+    assert hit.returncode == 0
+    answer = json.loads(hit.stdout)
+    assert answer["grid"]["code"].startswith("141002") and answer["district"]["code"] == "141002"
+    miss = run("lookup", demo, "--lon", "110", "--lat", "36.08")
+    assert miss.returncode == 1 and json.loads(miss.stdout)["nearest"]
+    (tmp_path / "p.csv").write_text("id,lon,lat\na,111.52,36.08\nb,110,36.08\n")
+    done = run("lookup", demo, "--points", tmp_path / "p.csv", "-o", tmp_path / "o.csv")
+    assert done.returncode == 0, done.stderr
+    rows = (tmp_path / "o.csv").read_text().splitlines()
+    assert rows[0].startswith("id,lon,lat,grid_code")
+    assert rows[1].split(",")[3] == answer["grid"]["code"] and rows[2].split(",")[3] == ""
+    assert run("lookup", demo).returncode == 2
