@@ -29,3 +29,46 @@ def need(relative: str) -> Path:
 @pytest.fixture
 def data():
     return need
+
+
+# -- PostGIS (gridmap.store.postgis) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgis_url():
+    """A PostgreSQL + PostGIS server whose user may create databases.
+
+    ``$GRIDMAP_TEST_POSTGIS_URL`` when set (CI sets it), else a throwaway cluster of our own when
+    the binaries and the postgis extension are installed, else a skip — which fails in CI.
+    """
+    from pg import missing_postgis, throwaway_cluster
+
+    url = os.environ.get("GRIDMAP_TEST_POSTGIS_URL")
+    if url:
+        yield url
+        return
+    reason = missing_postgis()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"PostGIS tests cannot run in CI: {reason}; set GRIDMAP_TEST_POSTGIS_URL")
+        pytest.skip(f"PostGIS tests need a server: {reason}")
+    try:
+        cluster = throwaway_cluster()
+        url = cluster.__enter__()
+    except Exception as exc:  # a cluster that will not start is a skip locally, a failure in CI
+        if IN_CI:
+            pytest.fail(f"cannot start a throwaway PostGIS cluster in CI: {exc}")
+        pytest.skip(f"cannot start a throwaway PostGIS cluster: {exc}")
+    try:
+        yield url
+    finally:
+        cluster.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgis_database(postgis_url):
+    """The URL of a fresh database with PostGIS, dropped after the test."""
+    from pg import fresh_database
+
+    with fresh_database(postgis_url) as url:
+        yield url

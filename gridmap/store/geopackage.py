@@ -18,6 +18,7 @@ import fcntl
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 import warnings
@@ -79,6 +80,7 @@ class GeoPackageStore:
         self.url = str(path)
         self.lock_timeout = lock_timeout
         self._cache: OrderedDict[tuple, gpd.GeoDataFrame] = OrderedDict()
+        self._cache_lock = threading.Lock()  # the HTTP service reads from several threads
         if self.path.exists():
             self._check()
 
@@ -179,7 +181,8 @@ class GeoPackageStore:
                              changes=changes, committed=True)
 
     def close(self) -> None:
-        self._cache.clear()
+        with self._cache_lock:
+            self._cache.clear()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -193,15 +196,18 @@ class GeoPackageStore:
         except FileNotFoundError:
             raise VersionNotFound(f"there is no version {version}: {NOTHING_PUBLISHED}") from None
         key = (stat.st_ino, stat.st_mtime_ns, stat.st_size, level, int(version))
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         self._version(version)
         rows = _read_rows(self.path, level, int(version))
         frame = from_rows(level, rows, rows["geometry"].to_numpy())
-        self._cache[key] = frame
-        while len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
+        frame.sindex  # built now, once, rather than by concurrent first queries
+        with self._cache_lock:
+            self._cache[key] = frame
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
         return frame
 
     def _diff(self, level: str, old: Version | None, new: Version) -> LayerChange:

@@ -198,19 +198,17 @@ class PostGISStore:
         """COPY one layer's rows into the open transaction (the step tests make fail)."""
         if rows.empty:
             return
-        n = len(rows)
-        geoms = shapely.set_srid(rows["geometry"].to_numpy(), 4326)
-        households = rows["households"].astype("float64")
-        columns = [
-            pd.Series([str(int(version_id))] * n), pd.Series([level] * n),
-            *(_copy_text(rows[name]) for name in ("code", "name", "parent_code", "kind")),
-            households.map(repr).where(households.notna(), r"\N"),
-            _copy_text(rows["worker"]), _copy_text(rows["props"]),
-            pd.Series(shapely.to_wkb(geoms, hex=True, include_srid=True)),
-        ]
-        columns = [c.reset_index(drop=True).astype(object) for c in columns]
-        lines = columns[0].str.cat(columns[1:], sep="\t")
-        cur.copy_expert(_COPY, io.StringIO("\n".join(lines.tolist()) + "\n"))
+        geoms = shapely.to_wkb(shapely.set_srid(rows["geometry"].to_numpy(), 4326), hex=True,
+                               include_srid=True)
+        households = [r"\N" if np.isnan(h) else repr(h)
+                      for h in rows["households"].astype("float64").tolist()]
+        text = [_copy_text(rows[name].tolist()) for name in ("code", "name", "parent_code", "kind")]
+        lead = f"{int(version_id)}\t{level}"
+        lines = "\n".join(
+            "\t".join(cells) for cells in zip([lead] * len(rows), *text, households,
+                                              _copy_text(rows["worker"].tolist()),
+                                              _copy_text(rows["props"].tolist()), geoms.tolist()))
+        cur.copy_expert(_COPY, io.StringIO(lines + "\n"))
 
     def _versions(self, cur) -> list[Version]:
         cur.execute("SELECT id, status, created_at, published_on, note FROM gridmap_version "
@@ -304,14 +302,16 @@ def _changes(rows: list[tuple]) -> dict[str, LayerChange]:
             for level, kinds in found.items()}
 
 
-def _copy_text(values: pd.Series) -> pd.Series:
-    """Text for COPY's text format: backslash escapes, ``\\N`` for NULL."""
-    values = values.reset_index(drop=True).astype(object)
-    missing = values.isna()
-    text = values.where(~missing, "").astype(str)
-    for raw, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-        text = text.str.replace(raw, escaped, regex=False)
-    return text.where(~missing, r"\N").astype(object)
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(values: list) -> list[str]:
+    """Text for COPY's text format: backslash escapes, ``\\N`` for NULL (None or NaN)."""
+    present = [v for v in values if isinstance(v, str)]
+    joined = "".join(present)
+    escape = any(c in joined for c in "\\\t\n\r")
+    return [(v.translate(_ESCAPES) if escape else v) if isinstance(v, str) else r"\N"
+            for v in values]
 
 
 def _host_port(url: str) -> str:
