@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import pytest
@@ -22,17 +23,24 @@ def grids():
     return read_layer(DEMO, layer="grid")
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store") / "gridmap.gpkg"
-    store = open_store(str(path))
-    load_into(store)
-    store.close()
-    settings = Settings()
-    settings.store.url = str(path)
-    settings.lookup.batch_limit = 500
-    with TestClient(create_app(settings)) as c:
-        yield c
+@pytest.fixture(scope="module", params=["geopackage", "postgis"])
+def client(request, tmp_path_factory):
+    """The service over each store: the same answers from a GeoPackage and from PostGIS."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "postgis":
+            from pg import fresh_database
+
+            url = stack.enter_context(fresh_database(request.getfixturevalue("postgis_url")))
+        else:
+            url = str(tmp_path_factory.mktemp("store") / "gridmap.gpkg")
+        store = open_store(url)
+        load_into(store)
+        store.close()
+        settings = Settings()
+        settings.store.url = url
+        settings.lookup.batch_limit = 500
+        with TestClient(create_app(settings)) as c:
+            yield c
 
 
 def inside(grids, i):
