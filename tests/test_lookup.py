@@ -322,3 +322,54 @@ def test_csv_bad_row_is_named_and_nothing_is_written(index, tmp_path):
     source.write_text("longitude,latitude\n111.5,36.1\n36.1,111.5\n")
     with pytest.raises(CoordinatesOutOfRange, match=r"points.csv row 2 "):
         lookup_points(index, source, out)
+
+
+# -- the batch path: distances only where a shared edge may be near ------------------------------
+
+
+def test_batch_path_skips_distances_but_answers_the_same(index, grids):
+    rng = np.random.default_rng(11)
+    minx, miny, maxx, maxy = grids.total_bounds
+    x, y = rng.uniform(minx, maxx, 200_000), rng.uniform(miny, maxy, 200_000)
+    full, fast = index.locate(x, y), index.locate(x, y, distances=False)
+    for field in ("grid", "near_boundary", "neighbour", "nearest"):
+        assert (getattr(full, field) == getattr(fast, field)).all(), field
+    for field in ("neighbour_distance_m", "nearest_distance_m"):
+        assert np.array_equal(getattr(full, field), getattr(fast, field), equal_nan=True), field
+    measured = ~np.isnan(fast.distance_to_edge_m)
+    assert (fast.distance_to_edge_m[measured] == full.distance_to_edge_m[measured]).all()
+    skipped = (fast.grid >= 0) & ~measured
+    assert skipped.sum() > 0.5 * (fast.grid >= 0).sum() and not fast.near_boundary[skipped].any()
+    assert full.distance_to_edge_m[skipped].min() > 0  # the skipped ones are just not asked
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2121), st.integers(0, 400), st.floats(0.0, 1.0),
+       st.floats(-45.0, 45.0))
+def test_batch_path_near_edges_matches_full(index, grids, g, k, t, off):
+    """Points around near_m off an edge, the hard case for the near raster, answer the same."""
+    fwd = index.to_metric
+    ring = shapely.get_coordinates(shapely.get_exterior_ring(grids.geometry.values[g]))
+    a, b = ring[k % (len(ring) - 1)], ring[k % (len(ring) - 1) + 1]
+    (ax, bx), (ay, by) = fwd.transform([a[0], b[0]], [a[1], b[1]])
+    d = np.array([bx - ax, by - ay])
+    if np.hypot(*d) < 1e-6:
+        return
+    normal = np.array([-d[1], d[0]]) / np.hypot(*d)
+    steps = off + np.array([-2.0, -1.0, -0.01, 0.0, 0.01, 1.0, 2.0])
+    steps = np.r_[steps, -steps, 30.0 - 1e-3, 30.0, 30.0 + 1e-3, -30.0]
+    px, py = ax + t * d[0] + steps * normal[0], ay + t * d[1] + steps * normal[1]
+    lon, lat = pyproj.Transformer.from_crs(index.metric, 4326, always_xy=True).transform(px, py)
+    full, fast = index.locate(lon, lat), index.locate(lon, lat, distances=False)
+    assert (full.near_boundary == fast.near_boundary).all()
+    assert (full.neighbour == fast.neighbour).all()
+
+
+def test_records_null_the_distance_the_batch_path_skipped(index, grids):
+    crs = local_metric_crs(grids.geometry.values)
+    big = int(grids.to_crs(crs).area.argmax())
+    x, y = shapely.maximum_inscribed_circle(grids.geometry.values[big]).coords[0]
+    record = index.records(index.locate([x], [y], distances=False))[0]
+    assert record["grid"]["code"] == grids["code"].iat[big]
+    assert record["distance_to_edge_m"] is None and record["near_boundary"] is False
+    assert index.records(index.locate([x], [y]))[0]["distance_to_edge_m"] > 100
