@@ -327,6 +327,7 @@ def lookup(
     layer: Annotated[Optional[str], typer.Option(help="layer name inside GRIDS")] = None,
     grids_crs: Annotated[Optional[str], typer.Option(help="CRS of GRIDS if it has none")] = None,
     field: Fields = None,
+    near: Annotated[bool, typer.Option("--near/--no-near", help="add the near_boundary column (batch)")] = True,
 ) -> None:
     """Which grid is a point in: one point (--lon/--lat, JSON out) or a CSV of millions."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -363,7 +364,7 @@ def lookup(
     columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(f"looking up {points.name}…")
-        rows = lookup_points(index, points, output, crs=crs,
+        rows = lookup_points(index, points, output, crs=crs, near=near,
                              progress=lambda done: bar.update(task, description=f"{done:,} points"))
     out.print(f"{rows:,} points → {output}")
 

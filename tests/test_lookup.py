@@ -373,3 +373,17 @@ def test_records_null_the_distance_the_batch_path_skipped(index, grids):
     assert record["grid"]["code"] == grids["code"].iat[big]
     assert record["distance_to_edge_m"] is None and record["near_boundary"] is False
     assert index.records(index.locate([x], [y]))[0]["distance_to_edge_m"] > 100
+
+
+def test_grid_codes_only_path_agrees_with_locate(index, grids, tmp_path):
+    rng = np.random.default_rng(5)
+    minx, miny, maxx, maxy = grids.total_bounds
+    lon, lat = rng.uniform(minx, maxx, 20_000), rng.uniform(miny, maxy, 20_000)
+    assert np.array_equal(index.which(lon, lat), index.locate(lon, lat).grid)
+    source = pd.DataFrame({"lon": lon, "lat": lat})
+    lookup_points(index, source, tmp_path / "near.csv")
+    lookup_points(index, source, tmp_path / "codes.csv", near=False)
+    near = pd.read_csv(tmp_path / "near.csv", dtype=str, keep_default_na=False)
+    codes = pd.read_csv(tmp_path / "codes.csv", dtype=str, keep_default_na=False)
+    assert "near_boundary" not in codes.columns
+    assert list(codes["grid_code"]) == list(near["grid_code"])

@@ -95,6 +95,12 @@ class LookupIndex:
         """The grid holding each WGS84 point under the shared-edge rule, -1 for none."""
         return self.raster.which(x, y)
 
+    def which(self, lon, lat, crs="wgs84") -> np.ndarray:
+        """The grid of each point (an index into the grid layer, -1 for none) and nothing else:
+        the fastest batch path, answering what a spatial join answers."""
+        x, y = to_wgs84_points(lon, lat, crs)
+        return self._which(x, y)
+
     def locate(self, lon, lat, crs="wgs84", *, distances: bool = True) -> Located:
         """Look up many points at once (vectorized); see :class:`Located` for what comes back.
 
