@@ -15,10 +15,12 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServiceDep, VersionDep
+from api.deps import DateQuery, ServiceDep, VersionDep, VersionQuery, version_for
 from api.problems import responses
+from api.service import Service
 
 router = APIRouter(tags=["lookup"])
 
@@ -27,13 +29,36 @@ CrsQuery = Annotated[str, Query(description="wgs84, cgcs2000, gcj02, bd09 or EPS
 
 @router.get("/lookup", summary="The grid at a point, with its chain and worker",
             responses=responses(404, 422, 503))
-def lookup_one(
-    service: ServiceDep, version: VersionDep,
+async def lookup_one(
+    request: Request,
     lon: Annotated[float, Query(description="longitude (or x in the given CRS)")],
     lat: Annotated[float, Query(description="latitude (or y in the given CRS)")],
     crs: CrsQuery = "wgs84",
+    version: VersionQuery = None,
+    date: DateQuery = None,
 ) -> dict:
-    return service.index(version).answer(lon, lat, crs=crs)
+    # The hot path, kept cheap: ``async def`` (no threadpool hop) since a lookup in a built
+    # index is pure CPU of ~0.1 ms; building an index (seconds) goes to the threadpool. No
+    # dependencies (FastAPI spends ~50 µs solving each), and the answer is serialised here
+    # rather than by FastAPI's response-model machinery.
+    service: Service = request.app.state.service
+    version = await version_for(service, version, date)
+    index = service.cached_index(version)
+    if index is None:
+        index = await run_in_threadpool(service.index, version)
+    return _json(index.answer(lon, lat, crs=crs))
+
+
+def _json(body: dict) -> Response:
+    # As JSONResponse renders (UTF-8, compact), without re-encoding through jsonable_encoder.
+    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                               default=_plain).encode("utf-8"), media_type="application/json")
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 @router.post("/lookup", summary="The grids of many points at once",
