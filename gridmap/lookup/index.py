@@ -225,8 +225,8 @@ def _chain(layers: dict[str, gpd.GeoDataFrame], grid: gpd.GeoDataFrame) -> dict:
     chain = {}
     for level in CHAIN:
         frame = layers.get(level)
-        if frame is None or "code" not in frame.columns:
-            break
+        if frame is None or "code" not in frame.columns or len(frame) == 0:
+            break  # the chain stops at the first level the store does not hold
         codes = frame["code"].astype(str).to_numpy(dtype=object)
         names = (frame["name"].to_numpy(dtype=object) if "name" in frame.columns
                  else np.full(len(frame), None, dtype=object))
