@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
+from api.fastpath import FastLookup
 from api.routes import features, lookup
 from api.service import Service
 from gridmap import __version__
@@ -34,9 +35,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *,
         yield
         store.close()
 
-    app = FastAPI(title="gridmap", version=__version__, lifespan=lifespan,
-                  description="Which grid (and community, street, district) is this point in, "
-                              "and who is responsible? Plus the boundaries as OGC API – Features.")
+    app = _App(title="gridmap", version=__version__, lifespan=lifespan,
+               description="Which grid (and community, street, district) is this point in, "
+                           "and who is responsible? Plus the boundaries as OGC API – Features.")
     app.state.service = Service(store, settings)
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.lookup.body_limit_bytes)
@@ -45,6 +46,14 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *,
     app.include_router(lookup.router)
     _document_problems(app)
     return app
+
+
+class _App(FastAPI):
+    """FastAPI with :class:`~api.fastpath.FastLookup` in front of its whole middleware stack:
+    plain ``GET /lookup`` requests are answered there, everything else passes through."""
+
+    def build_middleware_stack(self):
+        return FastLookup(super().build_middleware_stack(), self.state)
 
 
 class BodyLimit:

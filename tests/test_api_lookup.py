@@ -126,3 +126,117 @@ def test_openapi_describes_every_route(client):
         assert path in spec["paths"], path
     assert "404" in spec["paths"]["/lookup"]["get"]["responses"]
     assert "Problem" in spec["components"]["schemas"]
+
+
+# -- the fast path (api/fastpath.py): plain GET /lookup answered in front of the framework ------
+
+
+@contextlib.contextmanager
+def app_calls(app):
+    """The paths of the requests that reach the FastAPI application behind the fast path."""
+    from api.fastpath import FastLookup
+
+    stack = app.middleware_stack
+    assert isinstance(stack, FastLookup)
+    inner, seen = stack.app, []
+
+    async def spy(scope, receive, send):
+        if scope["type"] == "http":
+            seen.append(scope["path"])
+        await inner(scope, receive, send)
+
+    stack.app = spy
+    try:
+        yield seen
+    finally:
+        stack.app = inner
+
+
+def edge_points(grids, n):
+    """Midpoints of the first grids' edges: on or within an ulp of a shared edge (neighbours)."""
+    ring = shapely.get_coordinates(shapely.get_exterior_ring(grids.geometry.values[:n]))
+    return [tuple(p) for p in ((ring[1:] + ring[:-1]) / 2)[::7]]
+
+
+def test_fast_path_answers_as_the_route_does_byte_for_byte(client, grids):
+    points = [inside(grids, i) for i in range(0, 200, 9)] + edge_points(grids, 10)
+    fast_ones = near = 0
+    for lon, lat in points:
+        for crs in (None, "gcj02"):
+            x, y = (lon, lat) if crs is None else map(float, wgs84_to_gcj02(lon, lat))
+            params = {"lon": x, "lat": y} | ({"crs": crs} if crs else {})
+            with app_calls(client.app) as seen:
+                route = client.get("/lookup", params=params | {"version": 1})
+            assert seen == ["/lookup"]
+            with app_calls(client.app) as seen:
+                fast = client.get("/lookup", params=params)
+            if route.status_code == 404:  # an edge point just outside once unshifted
+                assert seen == ["/lookup"] and fast.content == route.content
+                continue
+            assert seen == [], "a plain lookup in a grid is the fast path's"
+            assert fast.status_code == route.status_code == 200
+            assert fast.content == route.content
+            assert fast.headers.multi_items() == route.headers.multi_items()
+            fast_ones += 1
+            near += fast.json()["near_boundary"]
+    assert fast_ones > 0.9 * 2 * len(points) and near > 5
+
+
+@pytest.mark.parametrize("query", [
+    "lon=110.0&lat=36.0",                       # in no grid: the route's 404 names the nearest
+    "lat=36.0", "lon=111.5", "lon=&lat=36.0",   # missing or blank
+    "lon=abc&lat=36.0", "lon=nan&lat=36.0", "lon=1_11.5&lat=36.0", "lon=inf&lat=36.0",
+    "lon=36.08&lat=111.52",                     # out of range (swapped)
+    "lon=111.5&lat=36.0&crs=mars", "lon=111.5&lat=36.0&crs=",
+    "lon=111.5&lat=36.0&version=1", "lon=111.5&lat=36.0&date=2020-01-01",
+    "lon=111.5&lat=36.0&lon=111.6", "lon=111.5&lat=36.0&extra=1",
+])
+def test_everything_else_goes_to_the_route(client, query):
+    with app_calls(client.app) as seen:
+        answer = client.get("/lookup?" + query)
+    assert seen == ["/lookup"]
+    assert answer.status_code in (200, 404, 422), answer.text
+    if answer.status_code != 200:
+        assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_other_routes_and_requests_with_a_body_go_to_the_app(client, grids):
+    lon, lat = inside(grids, 0)
+    with app_calls(client.app) as seen:
+        assert client.get("/conformance").status_code == 200
+        assert client.post("/lookup", json={"points": [[lon, lat]]}).status_code == 200
+        assert client.request("GET", "/lookup", params={"lon": lon, "lat": lat},
+                              content=b"{}").status_code == 200
+        assert client.head("/lookup", params={"lon": lon, "lat": lat}).status_code == 405
+    assert seen == ["/conformance", "/lookup", "/lookup", "/lookup"]
+
+
+def test_fast_path_follows_a_new_publication(tmp_path, grids):
+    """The background refresh of the active version (api/service.py) drives the fast path too:
+    a published version answers once its index is built, without a request waiting for it."""
+    import time
+
+    url = str(tmp_path / "gridmap.gpkg")
+    store = open_store(url)
+    load_into(store)
+    store.close()
+    settings = Settings()
+    settings.store.url = url
+    lon, lat = inside(grids, 5)
+    with TestClient(create_app(settings)) as c:
+        c.app.state.service.active_ttl = 0.05
+        with app_calls(c.app) as seen:
+            assert c.get("/lookup", params={"lon": lon, "lat": lat}).json()["version"] == 1
+        assert seen == []
+        writer = open_store(url)
+        load_into(writer, note="again")
+        writer.close()
+        deadline, versions = time.monotonic() + 60, set()
+        with app_calls(c.app) as seen:
+            while time.monotonic() < deadline and 2 not in versions:
+                answer = c.get("/lookup", params={"lon": lon, "lat": lat})
+                assert answer.status_code == 200
+                versions.add(answer.json()["version"])
+                time.sleep(0.02)
+        assert versions <= {1, 2} and 2 in versions
+        assert seen == []  # no request waited in the route for the store or the build

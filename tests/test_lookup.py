@@ -387,3 +387,87 @@ def test_grid_codes_only_path_agrees_with_locate(index, grids, tmp_path):
     codes = pd.read_csv(tmp_path / "codes.csv", dtype=str, keep_default_na=False)
     assert "near_boundary" not in codes.columns
     assert list(codes["grid_code"]) == list(near["grid_code"])
+
+
+# -- the scalar path: answer() without arrays gives what the vectorized path gives ---------------
+
+
+def _same_answer(one, batch):
+    """Field by field, distances within 1e-6 m (they are the same float32 pass, so equal)."""
+    assert one.keys() == batch.keys() and list(one) == list(batch)
+    for key in one:
+        a, b = one[key], batch[key]
+        if key == "neighbour" and a is not None and b is not None:
+            assert {k: v for k, v in a.items() if k != "distance_m"} == \
+                   {k: v for k, v in b.items() if k != "distance_m"}
+            assert a["distance_m"] == pytest.approx(b["distance_m"], abs=1e-6)
+        elif key == "distance_to_edge_m" and a is not None and b is not None:
+            assert a == pytest.approx(b, abs=1e-6)
+        else:
+            assert a == b, key
+            assert type(a) is type(b), key
+
+
+def test_scalar_answer_equals_the_vectorized_records(index, grids):
+    rng = np.random.default_rng(23)
+    minx, miny, maxx, maxy = grids.total_bounds
+    pad = 0.01
+    lon = rng.uniform(minx - pad, maxx + pad, 2_000)
+    lat = rng.uniform(miny - pad, maxy + pad, 2_000)
+    # … and points the raster cannot settle alone: shared vertices and points on the edges.
+    vertices = shared_vertices(grids)[::40]
+    ring = shapely.get_coordinates(shapely.get_exterior_ring(grids.geometry.values[:60]))
+    mid = (ring[1:] + ring[:-1]) / 2
+    lon = np.r_[lon, vertices[:, 0], mid[:, 0]]
+    lat = np.r_[lat, vertices[:, 1], mid[:, 1]]
+    batch = index.records(index.locate(lon, lat))
+    inside = outside = 0
+    for x, y, expected in zip(lon.tolist(), lat.tolist(), batch):
+        try:
+            one = index.answer(x, y)
+        except PointOutsideGrids as miss:
+            outside += 1
+            assert expected["grid"] is None
+            assert miss.nearest == expected["nearest"]["code"]
+            assert miss.distance_m == expected["nearest"]["distance_m"]
+            assert index.find(x, y) is None
+            continue
+        inside += 1
+        _same_answer(one, expected)
+        assert index.find(x, y) == one
+    assert inside > 1_000 and outside > 10
+    near = [r for r in batch if r["grid"] is not None and r["near_boundary"]]
+    assert len(near) > 100  # the neighbour branch is exercised too
+
+
+@pytest.mark.parametrize("crs", ["wgs84", "WGS-84", "EPSG:4326", "cgcs2000", "gcj02", "bd09"])
+def test_scalar_answer_in_other_crs_equals_the_vectorized_records(index, grids, crs):
+    rng = np.random.default_rng(29)
+    minx, miny, maxx, maxy = grids.total_bounds
+    lon, lat = rng.uniform(minx, maxx, 200), rng.uniform(miny, maxy, 200)
+    if crs == "gcj02":
+        lon, lat = wgs84_to_gcj02(lon, lat)
+    elif crs == "bd09":
+        lon, lat = wgs84_to_bd09(lon, lat)
+    batch = index.records(index.locate(lon, lat, crs=crs))
+    for x, y, expected in zip(lon.tolist(), lat.tolist(), batch):
+        one = index.find(x, y, crs=crs)
+        if expected["grid"] is None:
+            assert one is None
+        else:
+            _same_answer(one, expected)
+
+
+@pytest.mark.parametrize("lon,lat", [(float("nan"), 36.0), (36.08, 111.52), (181.0, 36.0),
+                                     ("abc", 36.0), (np.float32(111.5), 36.0)])
+def test_scalar_answer_raises_what_the_vectorized_path_raises(index, lon, lat):
+    try:
+        index.locate(lon, lat)
+    except Exception as exc:  # noqa: BLE001 - the same type and message, whatever it is
+        with pytest.raises(type(exc)) as caught:
+            index.answer(lon, lat)
+        assert str(caught.value) == str(exc)
+    else:
+        assert isinstance(lon, np.floating)  # a float32 point is fine: it is looked up
+        assert index.find(lon, lat) == index.records(index.locate(lon, lat))[0] or \
+            index.find(lon, lat) is None

@@ -37,10 +37,12 @@ async def lookup_one(
     version: VersionQuery = None,
     date: DateQuery = None,
 ) -> dict:
-    # The hot path, kept cheap: ``async def`` (no threadpool hop) since a lookup in a built
-    # index is pure CPU of ~0.1 ms; building an index (seconds) goes to the threadpool. No
-    # dependencies (FastAPI spends ~50 µs solving each), and the answer is serialised here
-    # rather than by FastAPI's response-model machinery.
+    # Plain requests (lon/lat/crs, the active version, a point in a grid) are answered before
+    # they get here, by api.fastpath; this route answers the rest and documents the endpoint.
+    # Still kept cheap: ``async def`` (no threadpool hop) since a lookup in a built index is pure
+    # CPU; building an index (seconds) goes to the threadpool. No dependencies (FastAPI spends
+    # ~50 µs solving each), and the answer is serialised here rather than by FastAPI's
+    # response-model machinery.
     service: Service = request.app.state.service
     version = await version_for(service, version, date)
     index = service.cached_index(version)
@@ -50,9 +52,14 @@ async def lookup_one(
 
 
 def _json(body: dict) -> Response:
-    # As JSONResponse renders (UTF-8, compact), without re-encoding through jsonable_encoder.
-    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-                               default=_plain).encode("utf-8"), media_type="application/json")
+    return Response(render(body), media_type="application/json")
+
+
+def render(body: dict) -> bytes:
+    """An answer as JSONResponse renders it (UTF-8, compact), without re-encoding through
+    jsonable_encoder; :mod:`api.fastpath` renders with it too, so both give the same bytes."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                      default=_plain).encode("utf-8")
 
 
 def _plain(value):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -58,3 +59,28 @@ def to_wgs84_points(lon, lat, crs="wgs84", *, label: Callable[[int], str] | None
     elif spec.shift == "bd09":
         lon, lat = bd09_to_wgs84(lon, lat)
     return np.asarray(lon, dtype=float).ravel(), np.asarray(lat, dtype=float).ravel()
+
+
+@lru_cache(maxsize=64)
+def _plain_wgs84(crs) -> bool:
+    spec = _spec(crs)
+    return spec.shift is None and spec.crs.equals(WGS84)
+
+
+def to_wgs84_point(lon, lat, crs="wgs84") -> tuple[float, float]:
+    """One point as :func:`to_wgs84_points` checks and converts it, as two floats.
+
+    WGS84 numbers in range take a path without arrays; anything else (another CRS, a bad or
+    out-of-range number, a string) goes through :func:`to_wgs84_points`, so the errors and the
+    converted values are the ones it gives.
+    """
+    try:
+        plain = _plain_wgs84(crs)
+    except TypeError:  # an unhashable crs: let to_wgs84_points say what is wrong with it
+        plain = False
+    if plain and isinstance(lon, (float, int)) and isinstance(lat, (float, int)):
+        x, y = float(lon), float(lat)
+        if math.isfinite(x) and math.isfinite(y) and abs(x) <= 180 and abs(y) <= 90:
+            return x, y
+    xs, ys = to_wgs84_points(lon, lat, crs)
+    return float(xs[0]), float(ys[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -12,7 +13,7 @@ import shapely
 
 from gridmap.crs import WGS84, local_metric_crs
 from gridmap.errors import EmptyLayer, FieldMissing, PointOutsideGrids
-from gridmap.lookup.coords import to_wgs84_points, transformer
+from gridmap.lookup.coords import to_wgs84_point, to_wgs84_points, transformer
 from gridmap.lookup.edges import Edges, find_across, metric_segments, ring_segments
 from gridmap.lookup.raster import Raster
 
@@ -172,18 +173,69 @@ class LookupIndex:
     def answer(self, lon: float, lat: float, crs="wgs84") -> dict:
         """The HTTP answer for one point: the grid, its chain, worker, version, boundary flags.
 
+        The same answer as :meth:`records` gives for the point after :meth:`locate`, computed
+        without arrays of length one (see :meth:`find`).
+
         Raises
         ------
         PointOutsideGrids
             The point is in no grid; ``nearest`` and ``distance_m`` name the closest grid.
         """
-        loc = self.locate(lon, lat, crs)
-        if loc.grid[0] < 0:
+        found = self.find(lon, lat, crs)
+        if found is None:
+            loc = self.locate(lon, lat, crs)
             g, d = int(loc.nearest[0]), float(loc.nearest_distance_m[0])
             raise PointOutsideGrids(f"no grid at {float(lon):.4f}, {float(lat):.4f}; the nearest "
                                     f"is {self._label(g)}, {d:.1f} m away",
                                     nearest=self.codes[g], distance_m=round(d, 1))
-        return self._record(loc, 0)
+        return found
+
+    def find(self, lon: float, lat: float, crs="wgs84") -> dict | None:
+        """:meth:`answer` for one point, or None when it is in no grid (without looking for the
+        nearest one). The scalar path: plain-float range checks, the raster cell by integer
+        arithmetic, one transformer call on floats, the distance pass over the grid's own row,
+        and the grid's part of the answer from lists made once per index.
+
+        Raises
+        ------
+        CoordinatesOutOfRange, CRSUnknown
+            As :meth:`locate` raises them.
+        """
+        x, y = to_wgs84_point(lon, lat, crs)
+        g = self.raster.which_one(x, y)
+        if g < 0:
+            return None
+        plain = self.__dict__.get("_plain_lists") or self._make_plain_lists()
+        codes, attrs, chain, names = plain
+        mx, my = self.to_metric.transform(x, y)
+        edge, shared, across = self.edges.distances_one(mx, my, g)
+        grid = {"code": codes[g]}
+        for key, values in attrs:
+            grid[key] = values[g]
+        out = {"grid": grid}
+        for level, level_codes, level_names, idx in chain:
+            j = idx[g]
+            out[level] = None if j < 0 else {"code": level_codes[j], "name": level_names[j]}
+        near = shared <= self.near_m
+        out["version"] = self.version
+        out["near_boundary"] = near
+        out["neighbour"] = None if not near or across < 0 else {
+            "code": codes[across], "name": names[across], "distance_m": round(shared, 2)}
+        out["distance_to_edge_m"] = None if math.isnan(edge) else round(edge, 2)
+        out["lon"] = x
+        out["lat"] = y
+        return out
+
+    def _make_plain_lists(self):
+        """The codes, attributes and chain as Python lists of plain values (as :func:`_plain`
+        makes them), built on the first :meth:`find` and kept: indexing them is what an answer
+        costs instead of numpy scalar indexing and ``pd.isna`` per field."""
+        attrs = tuple((key, _plain_list(values)) for key, values in self.attrs.items())
+        chain = tuple((level, codes.tolist(), _plain_list(names), idx.tolist())
+                      for level, (codes, names, idx) in self.chain.items())
+        names = dict(attrs)["name"]
+        self._plain_lists = (self.codes.tolist(), attrs, chain, names)
+        return self._plain_lists
 
     def records(self, loc: Located) -> list[dict]:
         """One answer per located point, as :meth:`answer` gives it (``distance_to_edge_m`` None
@@ -210,6 +262,10 @@ class LookupIndex:
 
 def _xy_to(to_metric: pyproj.Transformer):
     return lambda xy: np.column_stack(to_metric.transform(xy[:, 0], xy[:, 1]))
+
+
+def _plain_list(values: np.ndarray) -> list:
+    return [v if type(v) is str else _plain(v) for v in values.tolist()]
 
 
 def _plain(value):

@@ -11,6 +11,8 @@ near-boundary pass can skip every point that cannot be near one.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import shapely
 
@@ -139,6 +141,10 @@ class Raster:
         self.origin = np.array([minx, miny])
         self.nx, self.ny = (np.floor(self.extent / size_m) + 1).astype(int)
         self._build_owner(seg_xy, seg_grid)
+        # The same doubles as plain floats, for :meth:`which_one` (float arithmetic on them is the
+        # arithmetic numpy does on float64, so both paths pick the same cell).
+        self._one = (float(self.origin[0]), float(self.origin[1]), float(self.cell[0]),
+                     float(self.cell[1]), int(self.nx), int(self.ny))
 
     def _units(self, xy: np.ndarray, cell: np.ndarray):
         return (xy[:, 0] - self.origin[0]) / cell[0], (xy[:, 1] - self.origin[1]) / cell[1]
@@ -188,6 +194,24 @@ class Raster:
         on = (col >= 0) & (col < self.near_nx) & (row >= 0) & (row < self.near_ny)
         cell = np.where(on, row * self.near_nx + col, 0).astype(np.int64)
         return on & ((self.near_bits[cell >> 3] >> (cell & 7).astype(np.uint8)) & 1).astype(bool)
+
+    def which_one(self, x: float, y: float) -> int:
+        """:meth:`which` for one point given as floats, without arrays: the same cell, the same
+        candidates in the same order, the same answer (-1 for none)."""
+        ox, oy, cx, cy, nx, ny = self._one
+        col = math.floor((x - ox) / cx)
+        row = math.floor((y - oy) / cy)
+        if not (0 <= col < nx and 0 <= row < ny):
+            return -1
+        cell = row * nx + col
+        owner = int(self.owner[cell])
+        if owner != MIXED:
+            return owner if owner >= 0 else -1
+        geoms = self.geoms
+        for g in self.cand_grid[int(self.cand_start[cell]):int(self.cand_start[cell + 1])].tolist():
+            if shapely.intersects_xy(geoms[g], x, y):
+                return g
+        return -1
 
     def which(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """The grid holding each WGS84 point under the shared-edge rule, -1 for none."""
