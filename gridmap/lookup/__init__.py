@@ -29,7 +29,10 @@ only the rest keep a list of candidate grids, sorted by code, tested in that ord
 prepared point-in-polygon (the first hit is the rule's answer). Distances to the edges are one
 vectorized pass over the point's own grid's segments. A finer bit raster (cells about ``near_m``
 square) marks where a shared edge may be within ``near_m``; ``locate(..., distances=False)``, the
-batch path, runs the distance pass only for points in marked cells.
+batch path, runs the distance pass only for points in marked cells, and ``which`` (grid codes
+only) skips it altogether. One point at a time (``find``/``answer``, what ``GET /lookup`` calls)
+takes a scalar path of plain floats and ints through the same raster and segments — about 25 µs,
+with the same answer to the bit as the vectorized path.
 
 Modules: :mod:`~gridmap.lookup.index` (LookupIndex, Located, answers), :mod:`~gridmap.lookup.raster`
 (cells, which grid), :mod:`~gridmap.lookup.edges` (segments, distances),
