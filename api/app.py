@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.fastpath import FastLookup
-from api.routes import features, lookup
+from api.routes import features, lookup, maps
 from api.service import Service
 from gridmap import __version__
 from gridmap.config import Settings
@@ -44,8 +44,22 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *,
 
     app.include_router(features.router)
     app.include_router(lookup.router)
+    app.include_router(maps.router)
+    _mount_static(app)
     _document_problems(app)
     return app
+
+
+def _mount_static(app: FastAPI) -> None:
+    """The vendored map scripts and styles (``gridmap/static``): maps work with no internet."""
+    from pathlib import Path
+
+    from fastapi.staticfiles import StaticFiles
+
+    import gridmap
+
+    app.mount("/static", StaticFiles(directory=Path(gridmap.__file__).parent / "static"),
+              name="static")
 
 
 class _App(FastAPI):

@@ -370,5 +370,73 @@ def lookup(
     out.print(f"{rows:,} points → {output}")
 
 
+# -- maps ----------------------------------------------------------------------------------------
+
+MAP_KINDS = ("coverage", "problems", "incidents", "stations", "dashboard")
+
+
+@app.command("map")
+@_one_line_errors
+def map_(
+    kind: Annotated[str, typer.Argument(help="coverage, problems, incidents, stations or dashboard")],
+    unit: Annotated[str, typer.Option(help="code of a city, district, street or community")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the HTML page to write")],
+    grids: Annotated[Optional[Path], typer.Argument(help="a GeoPackage of levels (default: the store)")] = None,
+    days: Annotated[Optional[int], typer.Option(help="incidents: only the last N days", min=1)] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="incidents, dashboard: count days back from YYYY-MM-DD (default today)")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write a supervisor map as one self-contained HTML file (scripts inlined: works offline)."""
+    import datetime as dt
+
+    from gridmap import maps
+    from gridmap.io import list_layers, read_layer
+    from gridmap.store.base import STORE_LAYERS
+
+    if kind not in MAP_KINDS:
+        raise typer.BadParameter(f"one of {', '.join(MAP_KINDS)}", param_hint="KIND")
+    if grids is not None and store is not None:
+        raise typer.BadParameter("give GRIDS or --store, not both", param_hint="--store")
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise typer.BadParameter(f"not a date (YYYY-MM-DD): {as_of}", param_hint="--as-of") from None
+    settings = _settings(store)
+    with err.status("reading layers…"):
+        if grids is not None:
+            names = list_layers(grids)
+            layers = {n: read_layer(grids, layer=n) for n in STORE_LAYERS if n in names}
+            points = grids if {"incident", "station"} & set(names) else None
+        else:
+            from gridmap.versions import open_configured
+
+            target = open_configured(settings.store.url)
+            try:
+                active = target.resolve().id
+                layers = {n: target.read_layer(n, active) for n in STORE_LAYERS}
+            finally:
+                target.close()
+            points = None
+    chosen = maps.select_unit(layers, unit, max_grids=settings.maps.max_grids)
+    common = {"settings": settings.maps, "inline": True}
+    with err.status(f"drawing {kind} of {chosen.label}…"):
+        if kind == "coverage":
+            page = maps.coverage_map(chosen, incidents=maps.within(maps.read_points("incident", points), chosen),
+                                     options=settings.validation, **common)
+        elif kind == "problems":
+            page = maps.problems_map(chosen, maps.unit_report(chosen, settings.validation), **common)
+        elif kind == "incidents":
+            page = maps.incidents_map(chosen, maps.within(maps.read_points("incident", points), chosen),
+                                      days=days, as_of=day, links=False, **common)
+        elif kind == "stations":
+            page = maps.stations_map(chosen, maps.read_points("station", points), **common)
+        else:
+            page = maps.dashboard_page(chosen, maps.within(maps.read_points("incident", points), chosen),
+                                       maps.read_points("station", points), as_of=day,
+                                       settings=settings.maps, options=settings.validation)
+    _write_text(output, page)
+    out.print(f"{kind} of {chosen.label}: {len(chosen.grids):,} grids → {output}")
+
+
 if __name__ == "__main__":
     app()

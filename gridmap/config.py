@@ -7,7 +7,7 @@ Environment variables carry the ``GRIDMAP_`` prefix and ``__`` between nested na
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["HouseholdBand", "ValidationOptions", "StoreSettings", "LookupSettings", "Settings"]
+__all__ = ["HouseholdBand", "ValidationOptions", "StoreSettings", "LookupSettings", "MapSettings", "Settings"]
 
 
 class HouseholdBand(BaseModel):
@@ -62,9 +62,34 @@ class LookupSettings(BaseModel):
     body_limit_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest request body")
 
 
+class MapSettings(BaseModel):
+    """The supervisor maps (``gridmap.maps``): tiles, assets and the service-circle rule.
+
+    Pages work with no internet access: their scripts and styles come from ``assets`` (served by
+    gridmap at ``/static/vendor``). The tile layer is an intranet tile server's URL template, or
+    ``none`` for polygons on a plain background. AMap's tiles are GCJ-02 (``gcj02=true``): the
+    overlays are then shifted into GCJ-02 for display so they sit on the tiles' streets.
+    """
+
+    tiles: str = Field("none", description="tile URL template ({z}/{x}/{y}) or 'none'")
+    attribution: str = Field("", description="credit shown for the tiles (required with tiles)")
+    subdomains: str = Field("abc", description="values of {s} in the template, e.g. 1234 for AMap")
+    gcj02: bool = Field(False, description="the tiles are GCJ-02 (AMap, Tencent): shift overlays")
+    max_zoom: int = Field(19, ge=1, le=22)
+    assets: str = Field("/static/vendor", description="base URL of the vendored scripts/styles")
+    # 15-minute service circle (15分钟生活圈): 15 min at 4.5 km/h is 1,125 m walked; streets
+    # are not straight, so the straight-line radius is 1,000 m (a detour factor of about 1.1).
+    service_radius_m: float = Field(1000.0, gt=0, description="straight-line service radius")
+    overdue_days: int = Field(7, ge=1, description="an open incident older than this is overdue")
+    simplify_above: int = Field(3000, ge=1, description="serve simplified grids above this many")
+    simplify_m: float = Field(5.0, ge=0, description="simplification tolerance in metres")
+    max_grids: int = Field(50_000, ge=1, description="refuse a map of more grids than this")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRIDMAP_", env_nested_delimiter="__")
 
     validation: ValidationOptions = ValidationOptions()
     store: StoreSettings = StoreSettings()
     lookup: LookupSettings = LookupSettings()
+    maps: MapSettings = MapSettings()

@@ -1,0 +1,109 @@
+"""Supervisor maps as complete HTML pages (``gridmap.maps``), per unit, offline.
+
+A page reads whole layers of a version; they are kept per version (a couple at most), so a page
+after the first costs only its drawing. Stations and incidents come from
+:func:`gridmap.maps.read_points` until the store keeps them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+
+from api.deps import ServiceDep, VersionDep
+from api.problems import responses
+from gridmap.store.base import STORE_LAYERS
+
+router = APIRouter(tags=["Maps"])
+
+UnitQuery = Annotated[str, Query(min_length=1, max_length=32,
+                                 description="code of a city, district, street or community")]
+_KEEP = 2
+_cache: OrderedDict[tuple, dict] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _layers(service, version: int) -> dict:
+    key = (id(service.store), version)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    layers = {level: service.store.read_layer(level, version) for level in STORE_LAYERS}
+    with _lock:
+        _cache[key] = layers
+        while len(_cache) > _KEEP:
+            _cache.popitem(last=False)
+    return layers
+
+
+def _unit(service, version, code: str):
+    from gridmap.maps import select_unit
+
+    return select_unit(_layers(service, version.id), code,
+                       max_grids=service.settings.maps.max_grids)
+
+
+def _incidents(unit):
+    from gridmap.maps import read_points, within
+
+    return within(read_points("incident"), unit)
+
+
+_PAGE = {"response_class": HTMLResponse, "responses": responses(404, 422)}
+
+
+@router.get("/maps/coverage", summary="Grids coloured by households against the target", **_PAGE)
+def coverage(unit: UnitQuery, service: ServiceDep, version: VersionDep):
+    from gridmap.maps import coverage_map
+
+    chosen = _unit(service, version, unit)
+    return HTMLResponse(coverage_map(chosen, incidents=_incidents(chosen),
+                                     settings=service.settings.maps,
+                                     options=service.settings.validation))
+
+
+@router.get("/maps/problems", summary="The validation report of a unit on a map", **_PAGE)
+def problems(unit: UnitQuery, service: ServiceDep, version: VersionDep):
+    from gridmap.maps import problems_map, unit_report
+
+    chosen = _unit(service, version, unit)
+    report = unit_report(chosen, service.settings.validation)
+    return HTMLResponse(problems_map(chosen, report, settings=service.settings.maps))
+
+
+@router.get("/maps/incidents", summary="Incidents: clusters, heat and open ones per grid", **_PAGE)
+def incidents(unit: UnitQuery, service: ServiceDep, version: VersionDep,
+              days: Annotated[int | None, Query(ge=1, le=3660, description="only the last N days")] = None,
+              as_of: Annotated[dt.date | None, Query(description="count days back from this day")] = None):
+    from gridmap.maps import incidents_map
+
+    chosen = _unit(service, version, unit)
+    return HTMLResponse(incidents_map(chosen, _incidents(chosen), days=days, as_of=as_of,
+                                      settings=service.settings.maps))
+
+
+@router.get("/maps/stations", summary="Service stations and their 15-minute circles", **_PAGE)
+def stations(unit: UnitQuery, service: ServiceDep, version: VersionDep):
+    from gridmap.maps import read_points, stations_map
+
+    chosen = _unit(service, version, unit)
+    return HTMLResponse(stations_map(chosen, read_points("station"),
+                                     settings=service.settings.maps))
+
+
+@router.get("/dashboard", summary="Per street and community: grids, workers, incidents", **_PAGE)
+def dashboard(unit: UnitQuery, service: ServiceDep, version: VersionDep,
+              as_of: Annotated[dt.date | None, Query(description="overdue as of this day")] = None):
+    from gridmap.maps import dashboard_page, read_points
+
+    chosen = _unit(service, version, unit)
+    return HTMLResponse(dashboard_page(chosen, _incidents(chosen),
+                                       read_points("station"), as_of=as_of,
+                                       settings=service.settings.maps,
+                                       options=service.settings.validation))
