@@ -283,3 +283,96 @@ def test_dashboard_of_a_street(server, visit, demo_layers):
     assert "households in a service circle" in page.locator("#gridmap-dashboard").inner_text()
     v.shot("dashboard_street")
     v.assert_clean()
+
+
+def _search(page, text: str) -> None:
+    """Type into the search box and pick the first result it offers."""
+    box = page.locator(".leaflet-control-search input")
+    box.fill("")
+    box.type(text, delay=20)
+    tip = page.locator(".search-tooltip .search-tip").first
+    tip.wait_for()
+    tip.click()
+
+
+@pytest.mark.parametrize("by", ["code", "name"])
+def test_search_finds_a_grid(server, visit, demo_layers, by):
+    grids = demo_layers["grid"]
+    mine = grids[grids["parent_code"].str.startswith(STREET)].sort_values("code")
+    grid = mine.iloc[len(mine) // 2]
+    v = visit(f"{server}/maps/coverage?unit={STREET}")
+    page = v.page
+    page.wait_for_selector("path.gridmap-grid")
+    before = _zoom(page)
+    _search(page, grid["code"] if by == "code" else grid["name"])
+    popup = page.locator(".leaflet-popup-content")
+    popup.wait_for()
+    page.wait_for_function(f"() => window[document.querySelector('.folium-map').id].getZoom() > {before}")
+    assert grid["code"] in popup.inner_text() and grid["worker"] in popup.inner_text()
+    centre = page.evaluate("(() => { const c = window[document.querySelector('.folium-map').id]"
+                           ".getCenter(); return [c.lng, c.lat]; })()")
+    minx, miny, maxx, maxy = grid.geometry.bounds
+    pad = (maxx - minx) * 2
+    assert minx - pad < centre[0] < maxx + pad and miny - pad < centre[1] < maxy + pad
+    page.wait_for_timeout(400)
+    v.shot(f"coverage_search_{by}")
+    v.assert_clean()
+
+
+#: Shows the layer of ``marker`` (zooming in or opening its cluster) and says where it is drawn.
+_REVEAL = """(n) => new Promise(done => {
+  const map = window[document.querySelector('.folium-map').id];
+  const markers = [];
+  map.eachLayer(l => { if (l instanceof L.MarkerClusterGroup) markers.push(...l.getLayers());
+                       else if (l instanceof L.CircleMarker && l.getPopup()) markers.push(l); });
+  const marker = markers[n];
+  const where = () => { const p = map.latLngToContainerPoint(marker.getLatLng());
+                        const box = map.getContainer().getBoundingClientRect();
+                        done([box.left + p.x, box.top + p.y]); };
+  const cluster = markers[n].__parent && map.eachLayer && null;
+  let group = null;
+  map.eachLayer(l => { if (l instanceof L.MarkerClusterGroup && l.hasLayer(marker)) group = l; });
+  if (group) group.zoomToShowLayer(marker, () => setTimeout(where, 300));
+  else { map.setView(marker.getLatLng(), map.getZoom()); setTimeout(where, 300); }
+})"""
+
+
+def test_an_incident_marker_shows_its_category_and_status(server, visit):
+    from gridmap.maps import read_points
+
+    incidents = read_points("incident")
+    v = visit(f"{server}/maps/incidents?unit={STREET}")
+    page = v.page
+    page.wait_for_selector(".marker-cluster")
+    x, y = page.evaluate(_REVEAL, 0)
+    page.mouse.click(x, y)
+    popup = page.locator(".leaflet-popup-content")
+    popup.wait_for()
+    text = popup.inner_text()
+    number = int(text.split("#")[1].split()[0])
+    row = incidents[incidents["id"] == number].iloc[0]
+    assert row["category"] in text and row["status"] in text, text
+    page.wait_for_timeout(400)
+    v.shot("incidents_marker_popup")
+    v.assert_clean()
+
+
+def test_a_station_shows_its_name_and_floor_area(server, visit):
+    from gridmap.maps import read_points
+
+    stations = read_points("station")
+    v = visit(f"{server}/maps/stations?unit={STREET}")
+    page = v.page
+    page.wait_for_selector("path.gridmap-grid")
+    x, y = page.evaluate(_REVEAL, 0)
+    page.mouse.click(x, y)
+    popup = page.locator(".leaflet-popup-content")
+    popup.wait_for()
+    text = popup.inner_text()
+    name = text.splitlines()[0].strip()
+    row = stations[stations["name"] == name]
+    assert len(row) == 1, text
+    assert f"{row['floor_area_m2'].iloc[0]:,.0f} m²" in text, text
+    page.wait_for_timeout(400)
+    v.shot("stations_popup")
+    v.assert_clean()

@@ -73,34 +73,28 @@ def coverage_map(unit: Unit, *, incidents: gpd.GeoDataFrame | None = None,
     """The grids of ``unit`` coloured by households against their target, with the community
     and street outlines, a layer per level, a popup per grid and a search box; HTML."""
     import folium
-    from folium.plugins import Search
 
     settings = settings or MapSettings()
     options = options or ValidationOptions()
     if len(unit.grids) == 0:
         return page.message_page(f"Coverage of {unit.label}", f"{unit.label} has no grids.")
-    m = page.new_map(unit.bounds, settings, f"Coverage: {unit.label} — {len(unit.grids):,} grids")
+    compact = len(unit.grids) > settings.compact_above
+    m = page.new_map(unit.bounds, settings, f"Coverage: {unit.label} — {len(unit.grids):,} grids",
+                     canvas=compact)
     grids = page.display(page.simplify(_grid_table(unit, incidents, options), settings), settings)
     fields = ["code", "name", "kind", "households", "worker", "open_incidents"]
+    aliases = ["code", "name", "kind", "households", "worker", "open incidents"]
     colours = {k: c for k, (c, _) in BANDS.items()}
-    layer = folium.FeatureGroup(name=LEVEL_NAMES["grid"])
-    shapes = folium.GeoJson(
-        page.geojson(grids, fields + ["band", "label"]), name="grids",
-        style_function=lambda f: {"fillColor": colours[f["properties"]["band"]], "color": "#555",
-                                  "weight": 0.6, "fillOpacity": 0.6, "className": "gridmap-grid"},
-        highlight_function=lambda f: {"weight": 2.5, "color": "#000"},
-        popup=folium.GeoJsonPopup(fields=fields, aliases=["code", "name", "kind", "households",
-                                                          "worker", "open incidents"]),
-        smooth_factor=0.5)
-    shapes.add_to(layer)
-    layer.add_to(m)
+    if compact:
+        _compact_grids(m, grids, fields, aliases, colours)
+    else:
+        _svg_grids(m, grids, fields, aliases, colours)
     for level in ("community", "street"):
         frame = unit.layers.get(level)
         if frame is not None and len(frame) and level != unit.level:
-            _outline(frame, level, settings).add_to(m)
-    _outline(unit.outline, unit.level, settings, name=f"{unit.label} outline").add_to(m)
-    Search(layer=shapes, geom_type="Polygon", search_label="label", collapsed=False,
-           placeholder="grid code or name", position="topleft").add_to(m)
+            _outline(frame, level, settings, interactive=not compact).add_to(m)
+    _outline(unit.outline, unit.level, settings, name=f"{unit.label} outline",
+             interactive=not compact).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     band = (f"urban {options.urban.target:g} ± {options.urban.tolerance:g}, "
             f"rural {options.rural.target:g} ± {options.rural.tolerance:g} households per grid")
@@ -109,7 +103,46 @@ def coverage_map(unit: Unit, *, incidents: gpd.GeoDataFrame | None = None,
     return page.render(m, settings, inline=inline)
 
 
-def _outline(frame: gpd.GeoDataFrame, level: str, settings: MapSettings, name: str | None = None):
+def _svg_grids(m, grids, fields, aliases, colours) -> None:
+    """One SVG path per grid (``path.gridmap-grid``), its properties carried by its feature."""
+    import folium
+    from folium.plugins import Search
+
+    layer = folium.FeatureGroup(name=LEVEL_NAMES["grid"])
+    shapes = folium.GeoJson(
+        page.geojson(grids, fields + ["band", "label"]), name="grids",
+        style_function=lambda f: {"fillColor": colours[f["properties"]["band"]], "color": "#555",
+                                  "weight": 0.6, "fillOpacity": 0.6, "className": "gridmap-grid"},
+        highlight_function=lambda f: {"weight": 2.5, "color": "#000"},
+        popup=folium.GeoJsonPopup(fields=fields, aliases=aliases), smooth_factor=0.5)
+    shapes.add_to(layer)
+    layer.add_to(m)
+    Search(layer=shapes, geom_type="Polygon", search_label="label", collapsed=False,
+           placeholder="grid code or name", position="topleft").add_to(m)
+    # Match anywhere in "code name", so a grid is found by its name too (the default: the
+    # start); once there, open the grid's popup (bound to the whole layer, so folium's own
+    # openPopup of the found grid finds none).
+    name = shapes.get_name()
+    page.on_ready(m, f"var s = {name}searchControl; s.options.initial = false;"
+                     "s.on('search:locationfound', function (e) { MAP.once('moveend', function () {"
+                     f"{name}._popup._source = e.layer;"
+                     f"{name}.openPopup(e.layer.getBounds().getCenter()); }}); }});")
+
+
+def _compact_grids(m, grids, fields, aliases, colours) -> None:
+    """Every grid on the map's canvas, popups built on click (see gridmap.maps.compact)."""
+    import folium
+
+    from gridmap.maps.compact import SCRIPT, CompactGrids
+
+    m.get_root().header.add_child(folium.Element(SCRIPT), name="gridmap_compact")
+    CompactGrids(grids, fields, aliases, colours, LEVEL_NAMES["grid"]).add_to(m)
+
+
+def _outline(frame: gpd.GeoDataFrame, level: str, settings: MapSettings, name: str | None = None,
+             interactive: bool = True):
+    """A level's outlines. Not interactive on a canvas page: Leaflet's canvas hit-tests a polygon
+    by its area even unfilled, so an outline would take the clicks meant for its grids."""
     import folium
 
     colour, weight, dash = OUTLINE.get(level, ("#000", 3, None))
@@ -119,8 +152,8 @@ def _outline(frame: gpd.GeoDataFrame, level: str, settings: MapSettings, name: s
         page.geojson(shown, columns), name=name or LEVEL_NAMES.get(level, level),
         style_function=lambda f: {"fill": False, "color": colour, "weight": weight,
                                   "dashArray": dash, "className": f"gridmap-{level}"},
-        tooltip=folium.GeoJsonTooltip(fields=columns) if columns else None,
-        interactive=False if level == "street" else True)
+        tooltip=folium.GeoJsonTooltip(fields=columns) if columns and interactive else None,
+        interactive=interactive and level != "street")
 
 
 PROBLEM_COLOURS = {"gap": "#e31a1c", "overlap": "#ff7f00", "outside_parent": "#6a3d9a",

@@ -52,13 +52,15 @@ body, .leaflet-container { font: 13px/1.4 "Noto Sans CJK SC", "Noto Sans", sans-
 </style>"""
 
 
-def new_map(bounds, settings: MapSettings, title: str):
-    """A folium map fitted to ``bounds`` (minx, miny, maxx, maxy, WGS84) with the configured tiles."""
+def new_map(bounds, settings: MapSettings, title: str, *, canvas: bool = False):
+    """A folium map fitted to ``bounds`` (minx, miny, maxx, maxy, WGS84) with the configured tiles;
+    its vector layers drawn on one canvas when ``canvas`` (big units), else as SVG paths."""
     import folium
 
     tiles = None if settings.tiles.strip().lower() in ("", "none") else settings.tiles
     # maxZoom on the map itself: marker clusters need it even with no tile layer.
-    m = folium.Map(tiles=None, control_scale=True, maxZoom=settings.max_zoom)
+    m = folium.Map(tiles=None, control_scale=True, maxZoom=settings.max_zoom,
+                   prefer_canvas=canvas)
     if tiles:
         folium.TileLayer(tiles, attr=settings.attribution or "tiles", name="Base map",
                          max_zoom=settings.max_zoom, subdomains=settings.subdomains,
