@@ -323,15 +323,15 @@ def test_search_finds_a_grid(server, visit, demo_layers, by):
 _REVEAL = """(n) => new Promise(done => {
   const map = window[document.querySelector('.folium-map').id];
   const markers = [];
-  map.eachLayer(l => { if (l instanceof L.MarkerClusterGroup) markers.push(...l.getLayers());
+  const isCluster = l => L.MarkerClusterGroup !== undefined && l instanceof L.MarkerClusterGroup;
+  map.eachLayer(l => { if (isCluster(l)) markers.push(...l.getLayers());
                        else if (l instanceof L.CircleMarker && l.getPopup()) markers.push(l); });
   const marker = markers[n];
   const where = () => { const p = map.latLngToContainerPoint(marker.getLatLng());
                         const box = map.getContainer().getBoundingClientRect();
                         done([box.left + p.x, box.top + p.y]); };
-  const cluster = markers[n].__parent && map.eachLayer && null;
   let group = null;
-  map.eachLayer(l => { if (l instanceof L.MarkerClusterGroup && l.hasLayer(marker)) group = l; });
+  map.eachLayer(l => { if (isCluster(l) && l.hasLayer(marker)) group = l; });
   if (group) group.zoomToShowLayer(marker, () => setTimeout(where, 300));
   else { map.setView(marker.getLatLng(), map.getZoom()); setTimeout(where, 300); }
 })"""
@@ -341,9 +341,9 @@ def test_an_incident_marker_shows_its_category_and_status(server, visit):
     from gridmap.maps import read_points
 
     incidents = read_points("incident")
-    v = visit(f"{server}/maps/incidents?unit={STREET}")
+    v = visit(f"{server}/maps/incidents?unit={DISTRICT}")
     page = v.page
-    page.wait_for_selector(".marker-cluster")
+    page.wait_for_selector(".marker-cluster")  # clustered at the district's zoom
     x, y = page.evaluate(_REVEAL, 0)
     page.mouse.click(x, y)
     popup = page.locator(".leaflet-popup-content")
