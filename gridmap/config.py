@@ -83,7 +83,7 @@ class MapSettings(BaseModel):
     overdue_days: int = Field(7, ge=1, description="an open incident older than this is overdue")
     simplify_above: int = Field(3000, ge=1, description="serve simplified grids above this many")
     simplify_m: float = Field(5.0, ge=0, description="simplification tolerance in metres")
-    # Above this many grids the coverage page is drawn compact: one canvas instead of one SVG
+    # Above this many grids every map page draws its grids compact: one canvas instead of one SVG
     # path per grid, and popups built on click from a compact table instead of per-feature
     # properties (benchmarks/bench_maps.py: 12,000 grids open in ~1 s instead of ~3 s).
     compact_above: int = Field(3000, ge=1, description="draw grids on a canvas above this many")

@@ -131,12 +131,9 @@ def _svg_grids(m, grids, fields, aliases, colours) -> None:
 
 def _compact_grids(m, grids, fields, aliases, colours) -> None:
     """Every grid on the map's canvas, popups built on click (see gridmap.maps.compact)."""
-    import folium
+    from gridmap.maps.compact import draw_compact
 
-    from gridmap.maps.compact import SCRIPT, CompactGrids
-
-    m.get_root().header.add_child(folium.Element(SCRIPT), name="gridmap_compact")
-    CompactGrids(grids, fields, aliases, colours, LEVEL_NAMES["grid"]).add_to(m)
+    draw_compact(m, grids, fields, aliases, grids["band"].map(colours), LEVEL_NAMES["grid"])
 
 
 def _outline(frame: gpd.GeoDataFrame, level: str, settings: MapSettings, name: str | None = None,
@@ -182,13 +179,20 @@ def problems_map(unit: Unit, report, *, settings: MapSettings | None = None,
     settings = settings or MapSettings()
     located = [p for p in report.problems if p.geometry is not None and not p.geometry.is_empty]
     title = f"Problems: {unit.label} — {len(report.problems):,} found"
-    m = page.new_map(unit.bounds, settings, title)
+    compact = len(unit.grids) > settings.compact_above
+    m = page.new_map(unit.bounds, settings, title, canvas=compact)
     grids = page.display(page.simplify(unit.grids, settings), settings)
-    if len(grids):
+    style = {"fillColor": "#ffffff", "color": "#888", "weight": 0.5, "fillOpacity": 0.3}
+    if compact:
+        from gridmap.maps.compact import draw_compact
+
+        # Drawn first, so the problems on the same canvas take the clicks over them.
+        fields = [c for c in ("code", "name") if c in grids.columns]
+        draw_compact(m, grids, fields, fields, "#ffffff", LEVEL_NAMES["grid"], style=style,
+                     search=False)
+    elif len(grids):
         folium.GeoJson(page.geojson(grids, ["code"]), name=LEVEL_NAMES["grid"],
-                       style_function=lambda f: {"fillColor": "#ffffff", "color": "#888",
-                                                 "weight": 0.5, "fillOpacity": 0.3,
-                                                 "className": "gridmap-grid"},
+                       style_function=lambda f: {**style, "className": "gridmap-grid"},
                        tooltip=folium.GeoJsonTooltip(fields=["code"])).add_to(m)
     items = []
     for kind in sorted({p.type for p in located}):

@@ -54,9 +54,10 @@ def incidents_map(unit: Unit, incidents: gpd.GeoDataFrame, *, days: int | None =
         return page.message_page(f"Incidents of {unit.label}", f"{unit.label} has no grids.")
     shown = recent(incidents, days, as_of)
     period = f"last {days} days" if days else "all time"
+    compact = len(unit.grids) > settings.compact_above
     m = page.new_map(unit.bounds, settings,
-                     f"Incidents: {unit.label} — {len(shown):,} ({period})")
-    _choropleth(unit, shown, settings).add_to(m)
+                     f"Incidents: {unit.label} — {len(shown):,} ({period})", canvas=compact)
+    _choropleth(m, unit, shown, settings, compact=compact)
     points = page.display(shown, settings)
     cluster = MarkerCluster(name=f"Incidents ({len(points):,})")
     for row in points.itertuples():
@@ -83,7 +84,10 @@ def incidents_map(unit: Unit, incidents: gpd.GeoDataFrame, *, days: int | None =
     return page.render(m, settings, inline=inline)
 
 
-def _choropleth(unit: Unit, incidents: gpd.GeoDataFrame, settings: MapSettings):
+def _choropleth(m, unit: Unit, incidents: gpd.GeoDataFrame, settings: MapSettings, *,
+                compact: bool) -> None:
+    """Grids filled by their open incidents; on a big unit the compact canvas layer (a popup on
+    click instead of a tooltip on hover)."""
     import folium
 
     grids = unit.grids[["code", "name", "geometry"]].copy()
@@ -92,13 +96,21 @@ def _choropleth(unit: Unit, incidents: gpd.GeoDataFrame, settings: MapSettings):
     grids["open_incidents"] = grids["code"].map(counts).fillna(0).astype(int)
     grids = page.display(page.simplify(grids, settings), settings)
     colours = [c for _, c, _ in OPEN_CLASSES]
-    return folium.GeoJson(
-        page.geojson(grids, ["code", "name", "open_incidents"]), name="Open incidents per grid",
+    fields, aliases = ["code", "name", "open_incidents"], ["grid", "name", "open incidents"]
+    style = {"color": "#777", "weight": 0.5, "fillOpacity": 0.55}
+    name = "Open incidents per grid"
+    if compact:
+        from gridmap.maps.compact import draw_compact
+
+        fill = [colours[min(n, 3)] for n in grids["open_incidents"]]
+        draw_compact(m, grids, fields, aliases, fill, name, style=style, search=False)
+        return
+    folium.GeoJson(
+        page.geojson(grids, fields), name=name,
         style_function=lambda f: {
-            "fillColor": colours[min(f["properties"]["open_incidents"], 3)], "color": "#777",
-            "weight": 0.5, "fillOpacity": 0.55, "className": "gridmap-grid"},
-        tooltip=folium.GeoJsonTooltip(fields=["code", "name", "open_incidents"],
-                                      aliases=["grid", "name", "open incidents"]))
+            "fillColor": colours[min(f["properties"]["open_incidents"], 3)], **style,
+            "className": "gridmap-grid"},
+        tooltip=folium.GeoJsonTooltip(fields=fields, aliases=aliases)).add_to(m)
 
 
 def _day_links(m, code: str, days: int | None) -> None:
@@ -151,12 +163,22 @@ def stations_map(unit: Unit, stations: gpd.GeoDataFrame, *, settings: MapSetting
     radius = settings.service_radius_m
     stations = near(stations, unit, radius)
     buildings = unit.layers.get("building")
-    m = page.new_map(unit.bounds, settings, f"Service stations: {unit.label} — {len(stations):,}")
+    compact = len(unit.grids) > settings.compact_above
+    m = page.new_map(unit.bounds, settings, f"Service stations: {unit.label} — {len(stations):,}",
+                     canvas=compact)
     grids = page.display(page.simplify(unit.grids, settings), settings)
-    folium.GeoJson(page.geojson(grids, ["code"]), name="Grids (网格)",
-                   style_function=lambda f: {"fillColor": "#fff", "color": "#aaa", "weight": 0.5,
-                                             "fillOpacity": 0.2, "className": "gridmap-grid"},
-                   interactive=False).add_to(m)
+    style = {"fillColor": "#fff", "color": "#aaa", "weight": 0.5, "fillOpacity": 0.2}
+    if compact:
+        from gridmap.maps.compact import draw_compact
+
+        # Clickable here (a popup naming the grid): the stations, drawn later on the same
+        # canvas, still take the clicks over them, and the circles take none.
+        fields = [c for c in ("code", "name", "worker") if c in grids.columns]
+        draw_compact(m, grids, fields, fields, "#fff", "Grids (网格)", style=style, search=False)
+    else:
+        folium.GeoJson(page.geojson(grids, ["code"]), name="Grids (网格)",
+                       style_function=lambda f: {**style, "className": "gridmap-grid"},
+                       interactive=False).add_to(m)
     shown = page.display(stations, settings)
     circles = folium.FeatureGroup(name=f"15-minute service circles ({radius:,.0f} m)")
     for p in shown.geometry:
