@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from serving import serving
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from gridmap.config import Settings
-from gridmap.demo import DEMO, load_into
+from gridmap.demo import load_into
 from gridmap.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,33 +85,10 @@ def test_item_by_code_and_errors(client):
     assert client.get("/collections/grid/items", params={"version": 99}).status_code == 404
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(store_path):
-    port = _free_port()
-    env = {**os.environ, "GRIDMAP_STORE__URL": str(store_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "gridmap.cli", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(150):
-        try:
-            if httpx.get(f"{url}/conformance", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"gridmap serve did not start: {proc.stdout.read().decode()[-2000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with serving(store_path) as url:
+        yield url
 
 
 def test_owslib_lists_collections_and_reads_grids(server):

@@ -8,14 +8,12 @@ to ``artifacts/`` (gitignored). Skipped without Chromium locally; in CI (CI=true
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from serving import serving
 
 from gridmap.demo import DEMO, load_into
 from gridmap.store import open_store
@@ -49,37 +47,14 @@ def browser():
         chromium.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     path = tmp_path_factory.mktemp("maps") / "gridmap.gpkg"
     store = open_store(str(path))
     load_into(store)
     store.close()
-    port = _free_port()
-    env = {**os.environ, "GRIDMAP_STORE__URL": str(path)}
-    proc = subprocess.Popen([sys.executable, "-m", "gridmap.cli", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    for _ in range(150):
-        try:
-            if httpx.get(f"{url}/conformance", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(f"gridmap serve did not start: {proc.stdout.read().decode()[-2000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with serving(path) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
