@@ -7,6 +7,8 @@ Environment variables carry the ``GRIDMAP_`` prefix and ``__`` between nested na
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gridmap.incidents import IncidentSettings
+
 __all__ = ["HouseholdBand", "ValidationOptions", "StoreSettings", "LookupSettings", "MapSettings", "Settings"]
 
 
@@ -97,3 +99,4 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     lookup: LookupSettings = LookupSettings()
     maps: MapSettings = MapSettings()
+    incidents: IncidentSettings = IncidentSettings()

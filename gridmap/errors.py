@@ -24,6 +24,7 @@ __all__ = [
     "NothingToPublish",
     "StoreUnavailable",
     "LayerRefused",
+    "TransitionRefused",
 ]
 
 
@@ -120,3 +121,8 @@ class LayerRefused(InputError):
     def __init__(self, detail: str, report=None):
         super().__init__(detail)
         self.report = report
+
+
+class TransitionRefused(Conflict):
+    """An incident cannot make that move from its current state (names the state and the allowed ones)."""
+

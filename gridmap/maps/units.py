@@ -9,11 +9,12 @@ import geopandas as gpd
 import pandas as pd
 
 from gridmap.errors import InputError, NotFound
+from gridmap.incidents import OPEN as _OPEN_STATES
 
 UNIT_LEVELS = ("city", "district", "street", "community")
 _BELOW = ("district", "street", "community", "grid", "building")
-#: Incident statuses still waiting for someone (the rest are resolved, checked or closed).
-OPEN = ("reported", "assigned", "in_progress")
+#: Incident statuses still waiting for someone, from the workflow itself (reopened included).
+OPEN = tuple(sorted(status.value for status in _OPEN_STATES))
 
 
 class UnitNotFound(NotFound):
