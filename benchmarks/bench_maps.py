@@ -157,14 +157,20 @@ def bench_pages(browser, pages: list[str], grids: int, repeat: int) -> None:
             t0 = time.perf_counter()
             html = build[name](settings)
             built = time.perf_counter() - t0
-            runs = []
-            for _ in range(repeat):
-                context = browser.new_context(viewport={"width": 1280, "height": 860})
-                context.route("**/*", lambda route: route.abort())
-                runs.append(open_time(context.new_page(), html, n))
-                context.close()
+            runs = offline_runs(browser, open_time, html, n, repeat)
             print(f"{name:<12}{mode:<10}{built:>8.2f}{len(html.encode()) / 1e6:>7.2f}"
                   f"{statistics.median(runs):>8.2f}")
+
+
+def offline_runs(browser, probe, html: str, n: int, repeat: int) -> list:
+    """``probe(page, html, n)`` ``repeat`` times, each in a fresh context with every request refused."""
+    runs = []
+    for _ in range(repeat):
+        context = browser.new_context(viewport={"width": 1280, "height": 860})
+        context.route("**/*", lambda route: route.abort())
+        runs.append(probe(context.new_page(), html, n))
+        context.close()
+    return runs
 
 
 def bench_coverage(browser, modes: list[str], grids: int, repeat: int) -> None:
@@ -181,12 +187,7 @@ def bench_coverage(browser, modes: list[str], grids: int, repeat: int) -> None:
         t0 = time.perf_counter()
         html = coverage_map(unit, settings=settings[mode], inline=True)
         built = time.perf_counter() - t0
-        runs = []
-        for _ in range(repeat):
-            context = browser.new_context(viewport={"width": 1280, "height": 860})
-            context.route("**/*", lambda route: route.abort())
-            runs.append(measure(context.new_page(), html, n))
-            context.close()
+        runs = offline_runs(browser, measure, html, n, repeat)
         med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         print(f"{mode:<22}{built:>8.2f}{len(html.encode()) / 1e6:>7.2f}{med['open_s']:>8.2f}"
               f"{med['zoom_ms']:>9.0f}{med['pan_ms']:>8.0f}{med['click_ms']:>10.0f}"

@@ -16,6 +16,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def demo_store(directory: Path) -> Path:
+    """A GeoPackage store in ``directory`` holding the demo city as published version 1."""
+    from gridmap.demo import load_into
+    from gridmap.store import open_store
+
+    path = Path(directory) / "gridmap.gpkg"
+    store = open_store(str(path))
+    load_into(store)
+    store.close()
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,24 +9,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from serving import serving
+from serving import demo_store, serving
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from gridmap.config import Settings
-from gridmap.demo import load_into
-from gridmap.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store") / "gridmap.gpkg"
-    store = open_store(str(path))
-    load_into(store)
-    store.close()
-    return path
+    return demo_store(tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,17 @@ import re
 
 import geopandas as gpd
 import pytest
+from serving import demo_store
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
 from gridmap.cli import app as cli
 from gridmap.config import MapSettings, Settings
-from gridmap.demo import DEMO, load_into
+from gridmap.demo import DEMO
 from gridmap.maps import (UnitNotFound, UnitTooLarge, coverage_map, dashboard_page, incidents_map,
                           problems_map, read_points, select_unit, stations_map, unit_report, within)
 from gridmap.report import Report
-from gridmap.store import open_store
 
 STREET, COMMUNITY = "141002001", "141002001001"
 LEVELS = ("city", "district", "street", "community", "grid", "building")
@@ -30,10 +30,7 @@ def layers():
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    path = tmp_path_factory.mktemp("store") / "gridmap.gpkg"
-    store = open_store(str(path))
-    load_into(store)
-    store.close()
+    path = demo_store(tmp_path_factory.mktemp("store"))
     settings = Settings()
     settings.store.url = str(path)
     settings.maps.max_grids = 1000

@@ -13,10 +13,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from serving import serving
+from serving import demo_store, serving
 
-from gridmap.demo import DEMO, load_into
-from gridmap.store import open_store
+from gridmap.demo import DEMO
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -49,11 +48,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    path = tmp_path_factory.mktemp("maps") / "gridmap.gpkg"
-    store = open_store(str(path))
-    load_into(store)
-    store.close()
-    with serving(path) as url:
+    with serving(demo_store(tmp_path_factory.mktemp("maps"))) as url:
         yield url
 
 
