@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+import asyncio
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 
 from api import problems
 from api.fastpath import FastLookup
-from api.routes import features, lookup, maps
+from api.routes import features, incidents, lookup, maps, open311, stations
 from api.service import Service
 from gridmap import __version__
 from gridmap.config import Settings
@@ -32,7 +33,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *,
                 app.state.service.warm()
             except Exception:  # an empty store still serves features and says so on lookup
                 problems.log.warning("no lookup index at start-up", exc_info=True)
+        every = settings.incidents.escalate_every_s
+        task = asyncio.create_task(_escalate_forever(app.state.service, every)) if every else None
         yield
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         store.close()
 
     app = _App(title="gridmap", version=__version__, lifespan=lifespan,
@@ -45,9 +52,29 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *,
     app.include_router(features.router)
     app.include_router(lookup.router)
     app.include_router(maps.router)
+    app.include_router(incidents.router)
+    app.include_router(stations.router)
+    app.include_router(open311.router)
     _mount_static(app)
     _document_problems(app)
     return app
+
+
+async def _escalate_forever(service: Service, every: float) -> None:
+    """The deadline clock (GRIDMAP_INCIDENTS__ESCALATE_EVERY_S): one escalation pass every
+    ``every`` seconds. Several service processes may all run it: a pass is idempotent and each
+    save is conditional on the revision read, so an incident escalates once per deadline."""
+    from gridmap.store.workflow import escalate_due
+
+    while True:
+        await asyncio.sleep(every)
+        try:
+            done = await asyncio.to_thread(escalate_due, service.store,
+                                           settings=service.settings.incidents)
+            if done:
+                problems.log.info("escalated %d overdue incidents", done)
+        except Exception:  # the store may be down for a while: try again next time
+            problems.log.warning("escalation pass failed", exc_info=True)
 
 
 def _mount_static(app: FastAPI) -> None:

@@ -279,6 +279,9 @@ def publish(
     target = open_configured(settings.store.url)
     try:
         result = target.publish(commit=commit, on=day)
+        from gridmap.store.workflow import incidents_moved
+
+        moved = incidents_moved(target, result.draft.id)
     finally:
         target.close()
     before = f"version {result.previous.id}" if result.previous else "nothing published"
@@ -287,6 +290,12 @@ def publish(
         if change.added or change.removed or change.changed:
             out.print(f"  {level}: {len(change.added)} added, {len(change.removed)} removed, "
                       f"{len(change.changed)} changed")
+    if moved:
+        out.print(f"  {len(moved)} open incidents lie in another grid under version "
+                  f"{result.draft.id} (they keep theirs; reassign with POST /incidents/ID/reassign):")
+        for m in moved:
+            out.print(f"    incident {m.id} ({m.status}): grid {m.from_grid or '(unrouted)'} → "
+                      f"{m.to_grid or '(no grid)'}", markup=False)
     if commit:
         out.print(f"published: version {result.draft.id} is active from "
                   f"{(day or dt.date.today()).isoformat()}")
@@ -414,9 +423,10 @@ def map_(
             try:
                 active = target.resolve().id
                 layers = {n: target.read_layer(n, active) for n in STORE_LAYERS}
+                # Incidents and stations live in the store too: read them now, as frames.
+                points = {kind: maps.read_points(kind, target) for kind in ("incident", "station")}
             finally:
                 target.close()
-            points = None
     chosen = maps.select_unit(layers, unit, max_grids=settings.maps.max_grids)
     common = {"settings": settings.maps, "inline": True}
     with err.status(f"drawing {kind} of {chosen.label}…"):
@@ -436,6 +446,146 @@ def map_(
                                        settings=settings.maps, options=settings.validation)
     _write_text(output, page)
     out.print(f"{kind} of {chosen.label}: {len(chosen.grids):,} grids → {output}")
+
+
+# -- incidents -----------------------------------------------------------------------------------
+
+
+@app.command()
+@_one_line_errors
+def escalate(
+    store: StoreOpt = None,
+    now: Annotated[Optional[str], typer.Option("--now", help="the time of the pass, ISO 8601 (default: now)")] = None,
+) -> None:
+    """Escalate every open incident past its deadline one level (grid → community → street).
+
+    For cron, when the service's own clock is off (GRIDMAP_INCIDENTS__ESCALATE_EVERY_S=0). Running
+    it twice escalates nothing more: an escalated incident gets a new deadline.
+    """
+    import datetime as dt
+
+    from gridmap.errors import StoreUnavailable
+    from gridmap.store import open_store
+    from gridmap.store.workflow import escalate_due
+
+    try:
+        at = dt.datetime.fromisoformat(now) if now else dt.datetime.now(dt.UTC)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO time: {now}", param_hint="--now") from None
+    at = at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+    settings = _settings(store)
+    url = settings.store.url
+    if not url.startswith(("postgresql://", "postgres://")) and not Path(url).is_file():
+        raise StoreUnavailable(f"no store at {url}: give --store or GRIDMAP_STORE__URL")
+    target = open_store(url)
+    try:
+        done = escalate_due(target, at, settings.incidents)
+    finally:
+        target.close()
+    out.print(f"escalated {done} incident{'' if done == 1 else 's'} as of {at.isoformat()}")
+
+
+@app.command()
+@_one_line_errors
+def repair(
+    grids: Annotated[Path, typer.Argument(help="the layer to repair (any format gridmap reads)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="where to write the repaired layer")],
+    layer: Annotated[Optional[str], typer.Option(help="layer name inside GRIDS")] = None,
+    crs: Annotated[Optional[str], typer.Option(help="CRS of GRIDS if it has none or a wrong one")] = None,
+    parents: Annotated[Optional[Path], typer.Option(help="the layer above GRIDS: repairs stay inside it")] = None,
+    parents_layer: Annotated[Optional[str], typer.Option(help="layer name inside PARENTS")] = None,
+    buildings: Annotated[Optional[Path], typer.Option(help="building footprints: kept whole, households bounded")] = None,
+    buildings_layer: Annotated[Optional[str], typer.Option(help="layer name inside BUILDINGS")] = None,
+    max_change: Annotated[float, typer.Option(help="refuse a repair changing a grid's area or households by more than this share")] = 0.05,
+    snap: Annotated[float, typer.Option(help="snap vertices closer than this many metres")] = 0.1,
+    as_json: Annotated[bool, typer.Option("--json", help="print what was repaired and refused as JSON")] = False,
+) -> None:
+    """Fill gaps, remove overlaps and snap edges — refusing any repair that changes a grid by more
+    than --max-change. Exit 0 when everything was repaired, 1 when some repairs were refused."""
+    from gridmap.io import read_layer, write_layer
+    from gridmap.planning.repair import repair_coverage
+
+    if not 0 <= max_change < 1:
+        raise typer.BadParameter("a share between 0 and 1, e.g. 0.05", param_hint="--max-change")
+    with err.status("reading layers…"):
+        main = read_layer(grids, layer=layer, crs=crs)
+        up = read_layer(parents, layer=parents_layer, crs=crs) if parents else None
+        blds = read_layer(buildings, layer=buildings_layer, crs=crs) if buildings else None
+    with err.status("repairing…"):
+        result = repair_coverage(main, up, blds, max_change=max_change, snap=snap)
+    write_layer(result.grids, output, layer=layer or output.stem)
+    if as_json:
+        sys.stdout.write(json.dumps({"fixed": result.fixed, "refused": result.refused,
+                                     "notes": result.notes}, ensure_ascii=False, default=str) + "\n")
+    else:
+        out.print(f"repaired {len(result.fixed)}, refused {len(result.refused)}; wrote {output}")
+        for item in result.refused:
+            out.print(f"  refused {item['type']} {', '.join(map(str, item['codes']))} "
+                      f"({item['area_m2']:.1f} m²): {item['reason']}")
+        for note in result.notes:
+            out.print(f"  note: {note}")
+    raise typer.Exit(1 if result.refused else 0)
+
+
+# -- planning: auto-partition --------------------------------------------------------------------
+
+
+@app.command()
+@_one_line_errors
+def partition(
+    parent: Annotated[Path, typer.Argument(help="the community or village polygon (one, or pick with --code)")],
+    buildings: Annotated[Path, typer.Option(help="building footprints or address points with households")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="GeoPackage to write (layers community, grid, building)")],
+    target: Annotated[Optional[float], typer.Option(help="households per grid (default 200 urban, 50 rural)")] = None,
+    tolerance: Annotated[Optional[float], typer.Option(help="± households (default 50 urban, 15 rural)")] = None,
+    rural: Annotated[Optional[bool], typer.Option("--rural/--urban", help="village defaults (default: the parent's kind)")] = None,
+    barriers: Annotated[Optional[Path], typer.Option(help="roads, walls, rivers (lines or polygons) grids should not cross")] = None,
+    dedicated: Annotated[Optional[Path], typer.Option(help="sites (hospital, school, mall) that become dedicated grids")] = None,
+    code: Annotated[Optional[str], typer.Option(help="code of the community to partition when PARENT holds several")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="layer name inside PARENT")] = None,
+    buildings_layer: Annotated[Optional[str], typer.Option(help="layer name inside BUILDINGS")] = None,
+    field: Fields = None,
+    drop_outside: Annotated[bool, typer.Option(help="ignore buildings outside the parent instead of refusing them")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the partition report as JSON")] = False,
+) -> None:
+    """Draw the grids of one community: exact cover, whole buildings, target ± tolerance households."""
+    from gridmap.io import parse_fields, read_layer
+    from gridmap.planning import partition_community
+
+    with err.status("reading layers…"):
+        parents = read_layer(parent, layer=layer)
+        if code is not None:
+            if "code" not in parents.columns or not (parents["code"] == code).any():
+                raise typer.BadParameter(f"no community {code} in {parent.name}", param_hint="--code")
+            parents = parents[parents["code"] == code]
+        blds = read_layer(buildings, layer=buildings_layer, fields=parse_fields(field), geometry="any")
+        walls = read_layer(barriers, geometry="any") if barriers else None
+        sites = read_layer(dedicated) if dedicated else None
+    with err.status("partitioning…"):
+        grids, report = partition_community(parents, blds, target=target, tolerance=tolerance,
+                                            rural=rural, barriers=walls, dedicated=sites,
+                                            drop_outside=drop_outside)
+    _write_partition(output, parents, grids, blds)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
+    else:
+        for line in report.lines():
+            out.print(line, markup=False)
+        out.print(f"→ {output}", markup=False)
+
+
+def _write_partition(path: Path, parents, grids, blds) -> None:
+    """One GeoPackage (community, grid, building), written beside the target then renamed."""
+    tmp = path.with_name(f".{path.name}.tmp.gpkg")
+    tmp.unlink(missing_ok=True)
+    try:
+        community = parents.to_crs(4326).assign(level="community")
+        community.to_file(tmp, layer="community", driver="GPKG")
+        grids.assign(level="grid").to_file(tmp, layer="grid", driver="GPKG")
+        blds.to_crs(4326).to_file(tmp, layer="building", driver="GPKG")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

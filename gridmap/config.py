@@ -9,7 +9,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gridmap.incidents import IncidentSettings
 
-__all__ = ["HouseholdBand", "ValidationOptions", "StoreSettings", "LookupSettings", "MapSettings", "Settings"]
+__all__ = ["HouseholdBand", "ValidationOptions", "StoreSettings", "LookupSettings", "MapSettings",
+           "StationSettings", "Settings"]
 
 
 class HouseholdBand(BaseModel):
@@ -92,6 +93,21 @@ class MapSettings(BaseModel):
     max_grids: int = Field(50_000, ge=1, description="refuse a map of more grids than this")
 
 
+class StationSettings(BaseModel):
+    """The 15-minute service circle (15分钟生活圈) that station coverage is checked against.
+
+    Along streets a station serves what is within ``minutes`` of walking at ``speed_kmh``
+    (15 min at 4.5 km/h: 1,125 m), plus ``offset_m`` either side of a reached street; as the crow
+    flies it serves a circle of ``straight_m`` (1,000 m: the walk with a detour factor of ~1.1).
+    E.g. ``GRIDMAP_STATIONS__STRAIGHT_M=800``.
+    """
+
+    minutes: float = Field(15.0, gt=0, description="walking minutes of the service circle")
+    speed_kmh: float = Field(4.5, gt=0, description="walking speed")
+    straight_m: float = Field(1000.0, gt=0, description="straight-line radius without a network")
+    offset_m: float = Field(50.0, ge=0, description="depth served either side of a street")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRIDMAP_", env_nested_delimiter="__")
 
@@ -100,3 +116,4 @@ class Settings(BaseSettings):
     lookup: LookupSettings = LookupSettings()
     maps: MapSettings = MapSettings()
     incidents: IncidentSettings = IncidentSettings()
+    stations: StationSettings = StationSettings()

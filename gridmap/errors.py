@@ -25,6 +25,10 @@ __all__ = [
     "StoreUnavailable",
     "LayerRefused",
     "TransitionRefused",
+    "IncidentNotFound",
+    "RevisionConflict",
+    "IdempotencyKeyReused",
+    "StationNotFound",
 ]
 
 
@@ -126,3 +130,29 @@ class LayerRefused(InputError):
 class TransitionRefused(Conflict):
     """An incident cannot make that move from its current state (names the state and the allowed ones)."""
 
+
+
+class IncidentNotFound(NotFound):
+    """No incident with that id."""
+
+
+class RevisionConflict(Conflict):
+    """An incident changed since the revision the client read (optimistic concurrency): re-read it."""
+
+
+class IdempotencyKeyReused(InputError):
+    """An ``Idempotency-Key`` sent again with a different request body (IETF draft: 422)."""
+
+
+class StationNotFound(NotFound):
+    """No service station with that code."""
+
+
+class EditRefused(InputError):
+    """A planner's edit that would break a rule of the coverage (not adjacent, line misses the grid…)."""
+
+
+class GridNotFound(InputError):
+    """An edit names a grid (or building) code that is not in the layer."""
+
+    status = 404

@@ -48,6 +48,7 @@ __all__ = [
     "LEVELS",
     "MAX_TEXT",
     "OPEN",
+    "REASSIGN",
     "SCHEDULER",
     "TRANSITIONS",
     "Actor",
@@ -62,12 +63,14 @@ __all__ = [
     "UnknownCategory",
     "allowed_moves",
     "check_category",
+    "check_contact",
     "check_description",
     "check_lonlat",
     "check_photo_url",
     "deadline_for",
     "escalate",
     "is_overdue",
+    "reassign",
     "report_incident",
     "transition",
     "validate_report",
@@ -124,6 +127,9 @@ TRANSITIONS: Mapping[Status, Mapping[Status, frozenset[Role]]] = MappingProxyTyp
 })
 
 FINAL: frozenset[Status] = frozenset(s for s, moves in TRANSITIONS.items() if not moves)
+#: Who may hand an incident to another grid (after a boundary change, or a wrong routing): the
+#: supervisor, and the dispatchers of the community and the street.
+REASSIGN: frozenset[Role] = frozenset({Role.SUPERVISOR, Role.COMMUNITY, Role.STREET})
 #: Waiting for a handler, so under a deadline. Resolved and checked incidents wait for the
 #: supervisor or for feedback, not for the grid: their clock does not run and they never escalate.
 OPEN: frozenset[Status] = frozenset({Status.REPORTED, Status.ASSIGNED, Status.IN_PROGRESS,
@@ -170,6 +176,11 @@ class IncidentSettings(BaseModel):
         min_length=1,
         description="hours allowed per category before the incident escalates one level",
     )
+    escalate_every_s: float = Field(
+        300.0, ge=0, allow_inf_nan=False,
+        description="seconds between the service's escalation passes (0: none; use cron and "
+                    "`gridmap escalate` instead)",
+    )
 
     def hours(self, category: str) -> float:
         if category not in self.deadlines_hours:
@@ -189,13 +200,15 @@ SCHEDULER = Actor("scheduler", Role.SCHEDULER)
 
 @dataclass(frozen=True)
 class Transition:
-    """One entry of an incident's trail. An escalation keeps the state (``from_state == to_state``)."""
+    """One entry of an incident's trail. An escalation or a reassignment keeps the state
+    (``from_state == to_state``); ``kind`` tells them apart: ``move``, ``escalate``, ``reassign``."""
 
     at: datetime
     actor: Actor
     from_state: Status
     to_state: Status
     note: str = ""
+    kind: str = "move"
 
 
 @dataclass(frozen=True)
@@ -204,8 +217,14 @@ class Incident:
 
     ``grid_code``, ``version`` and ``near_boundary`` are the lookup's answer when it was reported:
     the incident keeps the grid it was routed to under the boundary version of its day.
-    ``trail`` only ever grows: :func:`transition` and :func:`escalate` return a new incident whose
-    trail is the old one plus one entry.
+    ``trail`` only ever grows: :func:`transition`, :func:`escalate` and :func:`reassign` return a
+    new incident whose trail is the old one plus one entry, so :attr:`revision` (the trail's length)
+    counts the changes: stores use it for optimistic concurrency.
+
+    ``grid_code`` is None for a point outside every grid: the report is kept, *unrouted*, for a
+    supervisor to assign. ``community_code``/``street_code``/``district_code`` are the grid's
+    chain and ``worker`` its grid worker at routing time; ``contact`` is the reporter's phone or
+    e-mail when given (shown to staff, never in public feeds).
     """
 
     id: int
@@ -213,7 +232,7 @@ class Incident:
     description: str
     lon: float
     lat: float
-    grid_code: str
+    grid_code: str | None
     reported_at: datetime
     deadline: datetime
     version: int | None = None
@@ -222,6 +241,20 @@ class Incident:
     status: Status = Status.REPORTED
     level: Level = Level.GRID
     trail: tuple[Transition, ...] = ()
+    community_code: str | None = None
+    street_code: str | None = None
+    district_code: str | None = None
+    worker: str | None = None
+    contact: str | None = None
+    grid_name: str | None = None
+
+    @property
+    def revision(self) -> int:
+        return len(self.trail)
+
+    @property
+    def unrouted(self) -> bool:
+        return self.grid_code is None
 
 
 # -- validation of a new report ------------------------------------------------------------------
@@ -304,18 +337,34 @@ def deadline_for(category: str, reported_at: datetime, settings: IncidentSetting
 
 
 def report_incident(*, id: int, category: str, description: str, lon: float, lat: float,
-                    grid_code: str, reported_at: datetime, version: int | None = None,
+                    grid_code: str | None, reported_at: datetime, version: int | None = None,
                     near_boundary: bool = False, photo_url: str | None = None,
-                    settings: IncidentSettings | None = None) -> Incident:
+                    settings: IncidentSettings | None = None, community_code: str | None = None,
+                    street_code: str | None = None, district_code: str | None = None,
+                    worker: str | None = None, contact: str | None = None,
+                    grid_name: str | None = None) -> Incident:
     """A new incident, checked, at grid level, with its category's deadline and an empty trail."""
     settings = settings or IncidentSettings()
     validate_report(category=category, description=description, lon=lon, lat=lat,
                     photo_url=photo_url, settings=settings)
+    if contact is not None:
+        check_contact(contact)
     x, y = check_lonlat(lon, lat)
     return Incident(id=id, category=category, description=description, lon=x, lat=y,
                     grid_code=grid_code, reported_at=reported_at,
                     deadline=deadline_for(category, reported_at, settings), version=version,
-                    near_boundary=bool(near_boundary), photo_url=photo_url)
+                    near_boundary=bool(near_boundary), photo_url=photo_url,
+                    community_code=community_code, street_code=street_code,
+                    district_code=district_code, worker=worker, contact=contact,
+                    grid_name=grid_name)
+
+
+def check_contact(contact: str) -> str:
+    """A phone number or e-mail address: one short line."""
+    if not isinstance(contact, str) or not contact.strip() or len(contact) > 200 \
+            or any(ord(c) < 32 for c in contact):
+        raise InvalidReport("contact must be one line of at most 200 characters (phone or e-mail)")
+    return contact
 
 
 def allowed_moves(status: Status | str) -> tuple[Status, ...]:
@@ -409,7 +458,36 @@ def escalate(incidents: Iterable[Incident], now: datetime,
         note = (f"past its deadline {incident.deadline.isoformat()}: "
                 f"escalated from {LEVELS[level]} to {up}")
         entry = Transition(at=now, actor=SCHEDULER, from_state=incident.status,
-                           to_state=incident.status, note=note)
+                           to_state=incident.status, note=note, kind="escalate")
         out.append(_append(incident, entry, level=up,
                            deadline=now + timedelta(hours=settings.hours(incident.category))))
     return out
+
+
+def reassign(incident: Incident, *, grid_code: str | None, actor: Actor, at: datetime,
+             note: str = "", worker: str | None = None, community_code: str | None = None,
+             street_code: str | None = None, district_code: str | None = None,
+             version: int | None = None, grid_name: str | None = None) -> Incident:
+    """``incident`` handed to another grid (or an unrouted one routed) by a supervisor or
+    dispatcher: the state, level and deadline stay; the trail records from where to where.
+
+    Raises ActorNotPermitted (403) for other roles, TransitionRefused (409) for a final incident
+    or the grid it already has.
+    """
+    if actor.role not in REASSIGN:
+        who = ", ".join(sorted(REASSIGN))
+        raise ActorNotPermitted(f"incident {incident.id}: a {actor.role} cannot reassign it; who can: {who}")
+    current = _status(incident.status)
+    if current in FINAL:
+        raise TransitionRefused(f"incident {incident.id} is {current}: a final incident keeps its grid")
+    if grid_code == incident.grid_code:
+        raise TransitionRefused(f"incident {incident.id} is already with grid {grid_code}")
+    if note:
+        check_description(note, what="note")
+    moved = f"reassigned from grid {incident.grid_code or '(unrouted)'} to {grid_code or '(unrouted)'}"
+    entry = Transition(at=at, actor=actor, from_state=current, to_state=current,
+                       note=f"{moved}: {note}" if note else moved, kind="reassign")
+    return _append(incident, entry, grid_code=grid_code, worker=worker,
+                   community_code=community_code, street_code=street_code,
+                   district_code=district_code, grid_name=grid_name,
+                   version=version if version is not None else incident.version)

@@ -1,8 +1,8 @@
 """Supervisor maps as complete HTML pages (``gridmap.maps``), per unit, offline.
 
 A page reads whole layers of a version; they are kept per version (a couple at most), so a page
-after the first costs only its drawing. Stations and incidents come from
-:func:`gridmap.maps.read_points` until the store keeps them.
+after the first costs only its drawing. Stations and incidents are read from the store on every
+page (they change all day; boundaries only with a new version).
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ def _unit(service, version, code: str):
                        max_grids=service.settings.maps.max_grids)
 
 
-def _incidents(unit):
+def _incidents(service, unit):
     from gridmap.maps import read_points, within
 
-    return within(read_points("incident"), unit)
+    return within(read_points("incident", service.store, bbox=unit.bounds), unit)
 
 
 _PAGE = {"response_class": HTMLResponse, "responses": responses(404, 422)}
@@ -63,7 +63,7 @@ def coverage(unit: UnitQuery, service: ServiceDep, version: VersionDep):
     from gridmap.maps import coverage_map
 
     chosen = _unit(service, version, unit)
-    return HTMLResponse(coverage_map(chosen, incidents=_incidents(chosen),
+    return HTMLResponse(coverage_map(chosen, incidents=_incidents(service, chosen),
                                      settings=service.settings.maps,
                                      options=service.settings.validation))
 
@@ -84,7 +84,7 @@ def incidents(unit: UnitQuery, service: ServiceDep, version: VersionDep,
     from gridmap.maps import incidents_map
 
     chosen = _unit(service, version, unit)
-    return HTMLResponse(incidents_map(chosen, _incidents(chosen), days=days, as_of=as_of,
+    return HTMLResponse(incidents_map(chosen, _incidents(service, chosen), days=days, as_of=as_of,
                                       settings=service.settings.maps))
 
 
@@ -93,7 +93,7 @@ def stations(unit: UnitQuery, service: ServiceDep, version: VersionDep):
     from gridmap.maps import read_points, stations_map
 
     chosen = _unit(service, version, unit)
-    return HTMLResponse(stations_map(chosen, read_points("station"),
+    return HTMLResponse(stations_map(chosen, read_points("station", service.store),
                                      settings=service.settings.maps))
 
 
@@ -103,7 +103,7 @@ def dashboard(unit: UnitQuery, service: ServiceDep, version: VersionDep,
     from gridmap.maps import dashboard_page, read_points
 
     chosen = _unit(service, version, unit)
-    return HTMLResponse(dashboard_page(chosen, _incidents(chosen),
-                                       read_points("station"), as_of=as_of,
+    return HTMLResponse(dashboard_page(chosen, _incidents(service, chosen),
+                                       read_points("station", service.store), as_of=as_of,
                                        settings=service.settings.maps,
                                        options=service.settings.validation))

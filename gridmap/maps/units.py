@@ -93,12 +93,19 @@ def _empty(layers) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame({"code": []}, geometry=gpd.GeoSeries([], crs=4326))
 
 
-def read_points(kind: str, source: Path | None = None) -> gpd.GeoDataFrame:
+def read_points(kind: str, source=None, *, bbox=None) -> gpd.GeoDataFrame:
     """Service stations (``station``) or incident reports (``incident``), WGS84.
 
-    The store keeps only the polygon levels for now, so these come from the demo GeoPackage (or
-    ``source``); when incidents move into the store, this is the one function to change.
+    ``source`` is a store (:class:`gridmap.store.base.Store`: what the service and ``gridmap map``
+    use), or a GeoPackage with ``station``/``incident`` layers (default: the demo file). From a
+    store, incidents come with ``id``, ``category``, ``description``, ``reported_at``,
+    ``status``, ``level``, ``deadline``, ``grid_code`` and ``worker``; ``bbox`` (lon/lat) keeps
+    those inside it.
     """
+    if isinstance(source, dict):  # frames read already (from a store that is closed now)
+        return source.get(kind, gpd.GeoDataFrame({"code": []}, geometry=gpd.GeoSeries([], crs=4326)))
+    if source is not None and hasattr(source, "read_stations"):
+        return _store_points(kind, source, bbox)
     from gridmap.demo import DEMO
     from gridmap.io import list_layers
 
@@ -107,6 +114,24 @@ def read_points(kind: str, source: Path | None = None) -> gpd.GeoDataFrame:
         return gpd.GeoDataFrame({"code": []}, geometry=gpd.GeoSeries([], crs=4326))
     frame = gpd.read_file(path, layer=kind)
     return frame.to_crs(4326) if frame.crs is not None and frame.crs.to_epsg() != 4326 else frame
+
+
+def _store_points(kind: str, store, bbox) -> gpd.GeoDataFrame:
+    if kind == "station":
+        return store.read_stations()
+    from gridmap.store.records import IncidentQuery
+
+    found, _ = store.query_incidents(IncidentQuery(bbox=tuple(bbox) if bbox is not None else None),
+                                     limit=None)
+    table = pd.DataFrame({
+        "id": pd.Series([i.id for i in found], dtype="int64"),
+        "category": [i.category for i in found], "description": [i.description for i in found],
+        "reported_at": pd.to_datetime([i.reported_at for i in found], utc=True),
+        "status": [str(i.status) for i in found], "level": [str(i.level) for i in found],
+        "deadline": pd.to_datetime([i.deadline for i in found], utc=True),
+        "grid_code": [i.grid_code for i in found], "worker": [i.worker for i in found]})
+    return gpd.GeoDataFrame(table, geometry=gpd.points_from_xy([i.lon for i in found],
+                                                               [i.lat for i in found]), crs=4326)
 
 
 def within(points: gpd.GeoDataFrame, unit: Unit) -> gpd.GeoDataFrame:

@@ -6,13 +6,15 @@ posts (驿站) in compounds; planners check that every household is within a 15-
 - :func:`service_areas`: each station's area, along the walking network or as a straight circle;
 - :func:`coverage_report`: the share of households served, per grid / community / street;
 - :func:`suggest_site`: where new stations would serve the most households not yet served;
-- :func:`check_stations`: centres under their minimum floor area.
+- :func:`check_stations`: centres under their minimum floor area;
+- :func:`unit_coverage`: all of it for one unit, as the service and the command line answer it.
 """
 
 from .areas import STRAIGHT_M, WALK_OFFSET_M, service_areas, walk_budget_m
 from .checks import MIN_FLOOR_AREA_M2, check_stations
 from .coverage import CoverageReport, coverage_report, covered, suggest_site
 from .network import WalkNetwork, build_network, reach_lines, walkable_roads
+from .units import unit_coverage
 
 __all__ = [
     "MIN_FLOOR_AREA_M2",
@@ -27,6 +29,7 @@ __all__ = [
     "reach_lines",
     "service_areas",
     "suggest_site",
+    "unit_coverage",
     "walk_budget_m",
     "walkable_roads",
 ]

@@ -9,6 +9,11 @@ import leaves the store exactly as it was.
 Two implementations keep this contract: :mod:`gridmap.store.geopackage` (a GeoPackage file, the
 embedded default, which opens in QGIS) and :mod:`gridmap.store.postgis` (PostgreSQL + PostGIS).
 The same contract tests run against both.
+
+Besides the versioned layers, a store keeps two kinds of *records* that are not versioned:
+incident reports (with their append-only trail, changed under optimistic concurrency: each change
+names the revision it was made from, and a stale one is refused with RevisionConflict) and service
+stations (see :mod:`gridmap.store.records` for why they are a table and not a layer).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import geopandas as gpd
+
+from gridmap.incidents import Incident
+from gridmap.store.records import IncidentQuery
 
 __all__ = ["STORE_LAYERS", "Version", "LayerChange", "PublishResult", "Store"]
 
@@ -89,6 +97,38 @@ class Store(Protocol):
 
         Raises NothingToPublish when there is no draft.
         """
+
+    # -- records: incidents and stations ---------------------------------------------------
+
+    def add_incident(self, incident: Incident, *, idempotency_key: str | None = None,
+                     fingerprint: str | None = None) -> tuple[Incident, bool]:
+        """Store a new incident with its trail; the store gives it its id. ``(incident, True)``.
+
+        When ``idempotency_key`` was stored before: ``(that incident, False)`` if ``fingerprint``
+        matches the one stored with it, else IdempotencyKeyReused — never a second incident.
+        """
+
+    def update_incident(self, incident: Incident, *, expected_revision: int) -> Incident:
+        """Save a changed incident if the stored one is still at ``expected_revision``; its trail
+        entries after that revision are appended. RevisionConflict when another change came first,
+        IncidentNotFound when there is no such incident."""
+
+    def get_incident(self, incident_id: int) -> Incident:
+        """The incident with its whole trail; raises IncidentNotFound."""
+
+    def query_incidents(self, query: IncidentQuery | None = None, *, limit: int | None = 100,
+                        offset: int = 0) -> tuple[list[Incident], int]:
+        """A page of the incidents matching ``query`` (in id order), and how many match in all."""
+
+    def count_incidents(self, query: IncidentQuery | None = None, *, by: str = "grid") -> dict:
+        """How many incidents match per grid (or community, street, status, category…)."""
+
+    def add_stations(self, stations: gpd.GeoDataFrame) -> int:
+        """Register service stations (points with ``code`` and ``kind``); Conflict on a code
+        already registered, and then none is added."""
+
+    def read_stations(self) -> gpd.GeoDataFrame:
+        """Every registered station, in code order, EPSG:4326."""
 
     def close(self) -> None:
         """Release files and connections."""

@@ -6,6 +6,9 @@ gridmap creates and upgrades its own schema: the numbered files in ``gridmap/sto
 import leaves the database as it was; writers serialise on an advisory lock, and one that waits
 longer than ``lock_timeout`` gets Conflict. Connection failures become StoreUnavailable, naming
 host and port but never the password.
+
+Incidents and stations (schema 2) use the same SQL as the GeoPackage store
+(:mod:`gridmap.store.recordsql`); the trail is append-only, enforced by a trigger.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.pool
 import shapely
 
 from gridmap.errors import Conflict, FeatureNotFound, NothingToPublish, StoreUnavailable
+from gridmap.incidents import Incident
+from gridmap.store import recordsql
+from gridmap.store.records import IncidentQuery, station_rows, stations_frame
 from gridmap.store import (ROW_COLUMNS, bbox_polygon, check_level, check_page, check_publish_date,
                            from_rows, resolve_version, to_rows)
 from gridmap.store.base import STORE_LAYERS, LayerChange, PublishResult, Version
@@ -50,6 +57,13 @@ SELECT coalesce(d.level, a.level), coalesce(d.code, a.code),
        IS DISTINCT FROM (a.name, a.parent_code, a.kind, a.households, a.worker, a.props)
     OR ST_AsBinary(d.geom) <> ST_AsBinary(a.geom)
 """
+
+
+_PG = recordsql.Dialect(
+    incident="gridmap_incident", trail="gridmap_incident_trail", station="gridmap_station",
+    param=lambda n: f"%({n})s",
+    bbox=lambda p: f"geom && ST_MakeEnvelope({p('minx')}, {p('miny')}, {p('maxx')}, {p('maxy')}, 4326)",
+    point_sql="ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)", point_args=lambda lon, lat: {})
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -187,6 +201,48 @@ class PostGISStore:
         return PublishResult(draft=resolve_version(after, version=draft.id),
                              previous=resolve_version(after, version=active.id) if active else None,
                              changes=changes, committed=True)
+
+    # -- incidents and stations --------------------------------------------------------------
+
+    def add_incident(self, incident: Incident, *, idempotency_key: str | None = None,
+                     fingerprint: str | None = None) -> tuple[Incident, bool]:
+        try:
+            with self._cursor() as cur:
+                return recordsql.insert_incident(cur, _PG, incident, idempotency_key=idempotency_key,
+                                                 fingerprint=fingerprint)
+        except psycopg2.errors.UniqueViolation:
+            # Another request with the same key committed between our check and our insert.
+            with self._cursor() as cur:
+                return recordsql.insert_incident(cur, _PG, incident, idempotency_key=idempotency_key,
+                                                 fingerprint=fingerprint)
+
+    def update_incident(self, incident: Incident, *, expected_revision: int) -> Incident:
+        with self._cursor() as cur:
+            return recordsql.update_incident(cur, _PG, incident, expected_revision=expected_revision)
+
+    def get_incident(self, incident_id: int) -> Incident:
+        with self._cursor() as cur:
+            return recordsql.get_incident(cur, _PG, incident_id)
+
+    def query_incidents(self, query: IncidentQuery | None = None, *, limit: int | None = 100,
+                        offset: int = 0) -> tuple[list[Incident], int]:
+        with self._cursor() as cur:
+            return recordsql.select_incidents(cur, _PG, query or IncidentQuery(), limit=limit,
+                                              offset=offset)
+
+    def count_incidents(self, query: IncidentQuery | None = None, *, by: str = "grid") -> dict:
+        with self._cursor() as cur:
+            return recordsql.count_incidents(cur, _PG, query or IncidentQuery(), by)
+
+    def add_stations(self, stations: gpd.GeoDataFrame) -> int:
+        rows = station_rows(stations)
+        with self._cursor() as cur:
+            cur.execute("LOCK TABLE gridmap_station IN SHARE ROW EXCLUSIVE MODE")
+            return recordsql.insert_stations(cur, _PG, rows)
+
+    def read_stations(self) -> gpd.GeoDataFrame:
+        with self._cursor() as cur:
+            return stations_frame(recordsql.select_stations(cur, _PG))
 
     def close(self) -> None:
         if not self._pool.closed:

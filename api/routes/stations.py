@@ -1,0 +1,80 @@
+"""Service stations (服务站点): register one, list them, and the 15-minute coverage of a unit."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import geopandas as gpd
+import shapely
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from api.deps import ServiceDep, VersionDep
+from api.problems import responses
+from gridmap.store.records import STATION_KINDS
+
+router = APIRouter(tags=["Stations"])
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class StationIn(BaseModel):
+    code: str = Field(min_length=1, max_length=32)
+    name: str | None = Field(None, max_length=200)
+    kind: str = Field(description=", ".join(STATION_KINDS))
+    level: str | None = Field(None, description="the level it serves: city … community, grid")
+    unit_code: str | None = Field(None, max_length=32, description="the unit it serves")
+    floor_area_m2: float | None = Field(None, ge=0, allow_inf_nan=False)
+    opening_hours: str | None = Field(None, max_length=200, description="e.g. Mo-Fr 08:30-17:30")
+    lon: Number
+    lat: Number
+    crs: str = "wgs84"
+
+
+def _features(frame: gpd.GeoDataFrame) -> dict:
+    return json.loads(frame.to_json(na="null", drop_id=True))
+
+
+@router.post("/stations", status_code=201, summary="Register a service station",
+             responses=responses(409, 422, 503))
+def register(body: StationIn, service: ServiceDep) -> dict:
+    from gridmap.lookup.coords import to_wgs84_point
+    from gridmap.stations import check_stations
+
+    x, y = to_wgs84_point(body.lon, body.lat, body.crs)
+    fields = body.model_dump(exclude={"lon", "lat", "crs"})
+    frame = gpd.GeoDataFrame([fields], geometry=[shapely.Point(x, y)], crs=4326)
+    service.store.add_stations(frame)
+    stored = service.store.read_stations()
+    return {"station": _features(stored[stored["code"] == body.code])["features"][0],
+            "warnings": check_stations(frame)}
+
+
+@router.get("/stations", summary="Registered stations as GeoJSON, with size warnings",
+            responses=responses(422, 503))
+def list_(service: ServiceDep,
+          unit: Annotated[str | None, Query(max_length=32, description="stations serving this "
+                                            "unit or one beneath it")] = None,
+          kind: Annotated[str | None, Query(description=", ".join(STATION_KINDS))] = None) -> dict:
+    from gridmap.stations import check_stations
+
+    frame = service.store.read_stations()
+    if unit is not None:
+        frame = frame[frame["unit_code"].fillna("").str.startswith(unit)]
+    if kind is not None:
+        frame = frame[frame["kind"] == kind]
+    return _features(frame) | {"warnings": check_stations(frame)}
+
+
+@router.get("/stations/coverage", summary="Households inside a 15-minute circle, per unit",
+            responses=responses(404, 422, 503))
+def coverage(service: ServiceDep, version: VersionDep,
+             unit: Annotated[str, Query(min_length=1, max_length=32)]) -> dict:
+    from api.routes.maps import _unit
+    from gridmap.stations import unit_coverage
+
+    chosen = _unit(service, version, unit)
+    walk = service.settings.stations
+    answer = unit_coverage(chosen, service.store.read_stations(), straight_m=walk.straight_m)
+    return answer | {"version": version.id}
