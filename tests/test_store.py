@@ -486,3 +486,69 @@ def test_postgis_schema_is_migrated_once(postgis_database):
         assert cur.fetchall() == [(n, name) for n, name, _ in migrations()]
     conn.close()
     assert os.path.basename(migrations()[0][1]) == "001_init.sql"
+
+
+# -- plans: several drafts, each begun from the active version ---------------------------------
+
+
+def _moved_grid(demo, dx: float = 1e-4) -> gpd.GeoDataFrame:
+    grids = demo["grid"].copy()
+    grids.loc[0, "geometry"] = shapely.affinity.translate(grids.geometry.iloc[0], dx)
+    return grids
+
+
+def test_plans_begun_together_one_publishes_the_other_is_told(published, demo):
+    first = published.new_draft({"grid": _moved_grid(demo, 1e-4)}, note="plan A")
+    second = published.new_draft({"grid": _moved_grid(demo, 2e-4)}, note="plan B")
+    assert first.base == second.base == published.resolve().id
+    assert [v.id for v in published.versions() if v.status == "draft"] == [first.id, second.id]
+    published.publish(commit=True, on=DAY2, draft=second.id)
+    with pytest.raises(Conflict, match=f"plan {first.id} was drawn on version 1"):
+        published.publish(commit=True, on=DAY2, draft=first.id)
+    # Nothing lost: the loser is still an open plan with its own boundaries.
+    assert published.resolve().id == second.id
+    kept = published.read_layer("grid", first.id).set_index("code")
+    code = demo["grid"]["code"].iloc[0]
+    assert kept.loc[code, "geometry"].equals_exact(_moved_grid(demo, 1e-4).geometry.iloc[0], 1e-9)
+    assert published.resolve(version=first.id).status == "draft"
+
+
+def test_plans_written_by_number_and_publish_needs_one_named(published, demo):
+    a = published.new_draft({"grid": _moved_grid(demo, 1e-4)})
+    b = published.new_draft({"grid": _moved_grid(demo, 2e-4)})
+    published.write_draft({"grid": demo["grid"]}, draft=a.id)
+    assert_same_layer(published.read_layer("grid", a.id), demo["grid"])
+    with pytest.raises(InputError, match="2 plans are open"):
+        published.publish(commit=True)
+    dry = published.publish(commit=False, draft=b.id)
+    assert dry.changes["grid"].changed == [demo["grid"]["code"].iloc[0]] and not dry.committed
+    published.discard_draft(b.id)
+    assert [v.id for v in published.versions() if v.status == "draft"] == [a.id]
+    with pytest.raises(VersionNotFound):
+        published.publish(commit=True, draft=b.id)
+    published.publish(commit=True, on=DAY2)  # the only open plan: no number needed
+    with pytest.raises(Conflict, match="no longer an open plan"):
+        published.write_draft({"grid": demo["grid"]}, draft=a.id)
+
+
+def test_two_planners_publishing_at_once(published, demo):
+    """Two threads publish two plans begun from the same version: exactly one wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plans = [published.new_draft({"grid": _moved_grid(demo, d)}).id for d in (1e-4, 2e-4)]
+    barrier = __import__("threading").Barrier(2)
+
+    def go(plan):
+        barrier.wait()
+        try:
+            published.publish(commit=True, on=DAY2, draft=plan)
+            return "won"
+        except Conflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(go, plans))
+    assert outcomes == ["conflict", "won"]
+    active = published.resolve()
+    assert active.id in plans and active.base == 1
+    assert [v.status for v in published.versions()].count("draft") == 1

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gridmap.errors import Conflict, CRSMissing, InputError, LayerNotFound, VersionNotFound
+from gridmap.errors import (Conflict, CRSMissing, InputError, LayerNotFound, NothingToPublish,
+                            VersionNotFound)
 from gridmap.store.base import STORE_LAYERS, LayerChange, PublishResult, Store, Version
 
 __all__ = ["open_store", "GeoPackageStore", "PostGISStore", "Store", "Version", "LayerChange",
@@ -186,6 +187,43 @@ def check_publish_date(on: dt.date, versions: list[Version]) -> None:
     if later:
         raise Conflict(f"cannot publish on {on}: version {later[-1].id} was published later, "
                        f"on {later[-1].published_on}")
+
+
+def pick_draft(versions: list[Version], draft: int | None, *, publishing: bool = False):
+    """The draft (plan) to write into or publish: ``draft`` by number, else the only open one.
+
+    Writing with no number and several plans open goes to the newest; publishing with no number
+    then is refused (which plan is meant?). None when writing and no draft is open.
+    """
+    drafts = [v for v in versions if v.status == "draft"]
+    if draft is not None:
+        found = next((v for v in versions if v.id == int(draft)), None)
+        if found is None:
+            raise VersionNotFound(f"there is no plan {draft}")
+        if found.status != "draft":
+            raise Conflict(f"version {draft} is {found.status}, no longer an open plan")
+        return found
+    if not drafts:
+        if publishing:
+            raise NothingToPublish("nothing to publish: there is no draft; import a layer first")
+        return None
+    if publishing and len(drafts) > 1:
+        raise InputError(f"{len(drafts)} plans are open ({', '.join(str(v.id) for v in drafts)}): "
+                         "say which one to publish")
+    return drafts[-1]
+
+
+def check_base(draft: Version, active: Version | None) -> None:
+    """Refuse to publish a plan drawn on a version that is no longer active (Conflict): of two
+    planners publishing at once, the second is told, and their plan stays open."""
+    if draft.base is None:  # drawn before anything was published, or by an older gridmap
+        if active is None or draft.id > active.id:
+            return
+    elif active is not None and draft.base == active.id:
+        return
+    raise Conflict(f"plan {draft.id} was drawn on version {draft.base or 'none'}, but version "
+                   f"{active.id if active else 'none'} is active now: redraw it on the active map "
+                   "(nothing was published)")
 
 
 def check_page(limit: int, offset: int) -> None:

@@ -42,6 +42,7 @@ class Version:
     created_at: dt.datetime
     published_on: dt.date | None = None
     note: str = ""
+    base: int | None = None  # a draft (plan): the version that was active when it was begun
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,25 @@ class Store(Protocol):
     def get_feature(self, level: str, version: int, code: str) -> gpd.GeoDataFrame:
         """The one feature with ``code`` (a one-row frame); raises FeatureNotFound."""
 
-    def write_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "") -> Version:
-        """Replace the given layers of the draft (creating the draft if needed), atomically."""
+    def write_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "", *,
+                    draft: int | None = None) -> Version:
+        """Replace the given layers of draft ``draft`` (default: the newest open draft, created
+        as a copy of the active version if there is none), atomically."""
 
-    def publish(self, *, commit: bool, on: dt.date | None = None) -> PublishResult:
-        """What activating the draft changes; activates it only with ``commit``.
+    def new_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "") -> Version:
+        """A new draft (a plan) begun from the active version, with ``layers`` replaced."""
 
-        Raises NothingToPublish when there is no draft.
+    def publish(self, *, commit: bool, on: dt.date | None = None,
+                draft: int | None = None) -> PublishResult:
+        """What activating draft ``draft`` (default: the only open one) changes; activates it
+        only with ``commit``.
+
+        Raises NothingToPublish when there is no draft, Conflict when the draft was begun from
+        a version that is no longer active (another plan was published meanwhile).
         """
+
+    def discard_draft(self, draft: int) -> None:
+        """Delete an open draft and its layers."""
 
     # -- records: incidents and stations ---------------------------------------------------
 

@@ -40,13 +40,13 @@ import pandas as pd
 import pyogrio
 import shapely
 
-from gridmap.errors import (Conflict, FeatureNotFound, FileUnreadable, NothingToPublish,
+from gridmap.errors import (Conflict, FeatureNotFound, FileUnreadable,
                             StoreUnavailable, VersionNotFound)
 from gridmap.incidents import Incident
 from gridmap.store import recordsql
 from gridmap.store.records import IncidentQuery, station_rows, stations_frame
-from gridmap.store import (NOTHING_PUBLISHED, ROW_COLUMNS, bbox_polygon, check_level,
-                           check_page, check_publish_date, empty_rows, from_rows,
+from gridmap.store import (NOTHING_PUBLISHED, ROW_COLUMNS, bbox_polygon, check_base, check_level,
+                           check_page, check_publish_date, empty_rows, from_rows, pick_draft,
                            resolve_version, to_rows)
 from gridmap.store.base import STORE_LAYERS, LayerChange, PublishResult, Version
 
@@ -74,7 +74,8 @@ CREATE TABLE gridmap_version (
     status TEXT NOT NULL CHECK (status IN ('draft', 'active', 'retired')),
     created_at TEXT NOT NULL,
     published_on TEXT,
-    note TEXT NOT NULL DEFAULT '');
+    note TEXT NOT NULL DEFAULT '',
+    base INTEGER);
 INSERT INTO gpkg_contents (table_name, data_type, identifier, description)
 VALUES ('gridmap_version', 'attributes', 'gridmap_version', 'gridmap boundary versions'),
        ('gridmap_meta', 'attributes', 'gridmap_meta', 'gridmap store schema');
@@ -154,7 +155,8 @@ class GeoPackageStore:
         if not self.path.exists():
             return []
         with self._reading() as con:
-            rows = con.execute("SELECT id, status, created_at, published_on, note "
+            base = "base" if _has_base(con) else "NULL"
+            rows = con.execute(f"SELECT id, status, created_at, published_on, note, {base} "
                                "FROM gridmap_version ORDER BY id").fetchall()
         return [_version(row) for row in rows]
 
@@ -187,49 +189,64 @@ class GeoPackageStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "") -> Version:
+    def write_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "", *,
+                    draft: int | None = None) -> Version:
         prepared = {level: to_rows(level, frame) for level, frame in layers.items()}
         with self._locked():
             current = self.versions()
-            draft = next((v for v in current if v.status == "draft"), None)
-            active = next((v for v in current if v.status == "active"), None)
+            target = pick_draft(current, draft)
+            return self._version(self._rewrite(self._drafting(current, target, prepared, note)))
 
-            def change(tmp: Path) -> int:
-                with closing(sqlite3.connect(tmp)) as con, con:
-                    if draft is None:
-                        draft_id = con.execute(
-                            "INSERT INTO gridmap_version (status, created_at, note) "
-                            "VALUES ('draft', ?, ?)", (_now(), note)).lastrowid
-                    else:
-                        draft_id = draft.id
-                        if note:
-                            con.execute("UPDATE gridmap_version SET note = ? WHERE id = ?",
-                                        (note, draft_id))
-                        for level in prepared:
-                            con.execute(f'DELETE FROM "{level}" WHERE version = ?', (draft_id,))
-                if draft is None and active is not None:
-                    # A new draft starts as a copy of what is in force.
-                    for level in STORE_LAYERS:
-                        if level not in prepared:
-                            rows = _read_rows(tmp, level, active.id)
-                            self._write_layer(tmp, draft_id, level, rows)
-                for level, rows in prepared.items():
-                    self._write_layer(tmp, draft_id, level, rows)
-                return draft_id
-
-            draft_id = self._rewrite(change)
-        return self._version(draft_id)
-
-    def publish(self, *, commit: bool, on: dt.date | None = None) -> PublishResult:
+    def new_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "") -> Version:
+        prepared = {level: to_rows(level, frame) for level, frame in layers.items()}
         with self._locked():
             current = self.versions()
-            draft = next((v for v in current if v.status == "draft"), None)
+            return self._version(self._rewrite(self._drafting(current, None, prepared, note)))
+
+    def _drafting(self, current: list[Version], draft: Version | None, prepared: dict, note: str):
+        """The change writing ``prepared`` into ``draft``, or into a new draft that starts as a
+        copy of the active version and remembers it as its base."""
+        active = next((v for v in current if v.status == "active"), None)
+
+        def change(tmp: Path) -> int:
+            with closing(sqlite3.connect(tmp)) as con, con:
+                if not _has_base(con):  # a file from before plans had bases
+                    con.execute("ALTER TABLE gridmap_version ADD COLUMN base INTEGER")
+                if draft is None:
+                    draft_id = con.execute(
+                        "INSERT INTO gridmap_version (status, created_at, note, base) "
+                        "VALUES ('draft', ?, ?, ?)",
+                        (_now(), note, active.id if active else None)).lastrowid
+                else:
+                    draft_id = draft.id
+                    if note:
+                        con.execute("UPDATE gridmap_version SET note = ? WHERE id = ?",
+                                    (note, draft_id))
+                    for level in prepared:
+                        con.execute(f'DELETE FROM "{level}" WHERE version = ?', (draft_id,))
+            if draft is None and active is not None:
+                # A new draft starts as a copy of what is in force.
+                for level in STORE_LAYERS:
+                    if level not in prepared:
+                        rows = _read_rows(tmp, level, active.id)
+                        self._write_layer(tmp, draft_id, level, rows)
+            for level, rows in prepared.items():
+                self._write_layer(tmp, draft_id, level, rows)
+            return draft_id
+
+        return change
+
+    def publish(self, *, commit: bool, on: dt.date | None = None,
+                draft: int | None = None) -> PublishResult:
+        with self._locked():
+            current = self.versions()
+            chosen = pick_draft(current, draft, publishing=True)
             active = next((v for v in current if v.status == "active"), None)
-            if draft is None:
-                raise NothingToPublish("nothing to publish: there is no draft; import a layer first")
-            changes = {level: self._diff(level, active, draft) for level in STORE_LAYERS}
+            changes = {level: self._diff(level, active, chosen) for level in STORE_LAYERS}
             if not commit:
-                return PublishResult(draft=draft, previous=active, changes=changes, committed=False)
+                return PublishResult(draft=chosen, previous=active, changes=changes,
+                                     committed=False)
+            check_base(chosen, active)
             on = on or dt.date.today()
             check_publish_date(on, current)
 
@@ -237,12 +254,24 @@ class GeoPackageStore:
                 with closing(sqlite3.connect(tmp)) as con, con:
                     con.execute("UPDATE gridmap_version SET status = 'retired' WHERE status = 'active'")
                     con.execute("UPDATE gridmap_version SET status = 'active', published_on = ? "
-                                "WHERE id = ?", (on.isoformat(), draft.id))
+                                "WHERE id = ?", (on.isoformat(), chosen.id))
 
             self._rewrite(change)
-        return PublishResult(draft=self._version(draft.id),
+        return PublishResult(draft=self._version(chosen.id),
                              previous=self._version(active.id) if active else None,
                              changes=changes, committed=True)
+
+    def discard_draft(self, draft: int) -> None:
+        with self._locked():
+            target = pick_draft(self.versions(), draft)
+
+            def change(tmp: Path) -> None:
+                with closing(sqlite3.connect(tmp)) as con, con:
+                    for level in STORE_LAYERS:
+                        con.execute(f'DELETE FROM "{level}" WHERE version = ?', (target.id,))
+                    con.execute("DELETE FROM gridmap_version WHERE id = ?", (target.id,))
+
+            self._rewrite(change)
 
     def close(self) -> None:
         with self._cache_lock:
@@ -503,10 +532,14 @@ def _objects(column: pd.Series) -> np.ndarray:
 
 
 def _version(row) -> Version:
-    id_, status, created_at, published_on, note = row
+    id_, status, created_at, published_on, note, base = row
     return Version(id=int(id_), status=status, created_at=dt.datetime.fromisoformat(created_at),
                    published_on=dt.date.fromisoformat(published_on) if published_on else None,
-                   note=note or "")
+                   note=note or "", base=int(base) if base is not None else None)
+
+
+def _has_base(con) -> bool:
+    return any(row[1] == "base" for row in con.execute("PRAGMA table_info(gridmap_version)"))
 
 
 def _now() -> str:

@@ -29,12 +29,12 @@ import psycopg2.extensions
 import psycopg2.pool
 import shapely
 
-from gridmap.errors import Conflict, FeatureNotFound, NothingToPublish, StoreUnavailable
+from gridmap.errors import Conflict, FeatureNotFound, StoreUnavailable
 from gridmap.incidents import Incident
 from gridmap.store import recordsql
 from gridmap.store.records import IncidentQuery, station_rows, stations_frame
-from gridmap.store import (ROW_COLUMNS, bbox_polygon, check_level, check_page, check_publish_date,
-                           from_rows, resolve_version, to_rows)
+from gridmap.store import (ROW_COLUMNS, bbox_polygon, check_base, check_level, check_page,
+                           check_publish_date, from_rows, pick_draft, resolve_version, to_rows)
 from gridmap.store.base import STORE_LAYERS, LayerChange, PublishResult, Version
 
 __all__ = ["PostGISStore", "migrations"]
@@ -148,19 +148,26 @@ class PostGISStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "") -> Version:
+    def write_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "", *,
+                    draft: int | None = None) -> Version:
+        return self._draft(layers, note, draft=draft, new=False)
+
+    def new_draft(self, layers: dict[str, gpd.GeoDataFrame], note: str = "") -> Version:
+        return self._draft(layers, note, draft=None, new=True)
+
+    def _draft(self, layers, note: str, *, draft: int | None, new: bool) -> Version:
         prepared = {level: to_rows(level, frame) for level, frame in layers.items()}
         with self._cursor() as cur:
             self._lock(cur)
             current = self._versions(cur)
-            draft = next((v for v in current if v.status == "draft"), None)
+            target = None if new else pick_draft(current, draft)
             active = next((v for v in current if v.status == "active"), None)
-            if draft is None:
+            if target is None:
                 # Numbered under the write lock rather than by the sequence, which a rolled-back
                 # import would leave with a hole in the version numbers.
-                cur.execute("INSERT INTO gridmap_version (id, status, note) SELECT "
-                            "coalesce(max(id), 0) + 1, 'draft', %s FROM gridmap_version RETURNING id",
-                            (note,))
+                cur.execute("INSERT INTO gridmap_version (id, status, note, base) SELECT "
+                            "coalesce(max(id), 0) + 1, 'draft', %s, %s FROM gridmap_version "
+                            "RETURNING id", (note, active.id if active else None))
                 draft_id = cur.fetchone()[0]
                 if active is not None:
                     # A new draft starts as a copy of what is in force.
@@ -170,7 +177,7 @@ class PostGISStore:
                         " WHERE version_id = %s AND NOT (level = ANY(%s))",
                         (draft_id, active.id, list(prepared)))
             else:
-                draft_id = draft.id
+                draft_id = target.id
                 if note:
                     cur.execute("UPDATE gridmap_version SET note = %s WHERE id = %s", (note, draft_id))
                 cur.execute("DELETE FROM gridmap_feature WHERE version_id = %s AND level = ANY(%s)",
@@ -179,28 +186,35 @@ class PostGISStore:
                 self._write_layer(cur, draft_id, level, rows)
             return resolve_version(self._versions(cur), version=draft_id)
 
-    def publish(self, *, commit: bool, on: dt.date | None = None) -> PublishResult:
+    def publish(self, *, commit: bool, on: dt.date | None = None,
+                draft: int | None = None) -> PublishResult:
         with self._cursor() as cur:
             if commit:
                 self._lock(cur)
             current = self._versions(cur)
-            draft = next((v for v in current if v.status == "draft"), None)
+            chosen = pick_draft(current, draft, publishing=True)
             active = next((v for v in current if v.status == "active"), None)
-            if draft is None:
-                raise NothingToPublish("nothing to publish: there is no draft; import a layer first")
-            cur.execute(_DIFF, {"draft": draft.id, "active": active.id if active else -1})
+            cur.execute(_DIFF, {"draft": chosen.id, "active": active.id if active else -1})
             changes = _changes(cur.fetchall())
             if not commit:
-                return PublishResult(draft=draft, previous=active, changes=changes, committed=False)
+                return PublishResult(draft=chosen, previous=active, changes=changes, committed=False)
+            check_base(chosen, active)
             on = on or dt.date.today()
             check_publish_date(on, current)
             cur.execute("UPDATE gridmap_version SET status = 'retired' WHERE status = 'active'")
             cur.execute("UPDATE gridmap_version SET status = 'active', published_on = %s "
-                        "WHERE id = %s", (on, draft.id))
+                        "WHERE id = %s", (on, chosen.id))
             after = self._versions(cur)
-        return PublishResult(draft=resolve_version(after, version=draft.id),
+        return PublishResult(draft=resolve_version(after, version=chosen.id),
                              previous=resolve_version(after, version=active.id) if active else None,
                              changes=changes, committed=True)
+
+    def discard_draft(self, draft: int) -> None:
+        with self._cursor() as cur:
+            self._lock(cur)
+            target = pick_draft(self._versions(cur), draft)
+            cur.execute("UPDATE gridmap_version SET base = NULL WHERE base = %s", (target.id,))
+            cur.execute("DELETE FROM gridmap_version WHERE id = %s", (target.id,))
 
     # -- incidents and stations --------------------------------------------------------------
 
@@ -267,10 +281,10 @@ class PostGISStore:
         cur.copy_expert(_COPY, io.StringIO(lines + "\n"))
 
     def _versions(self, cur) -> list[Version]:
-        cur.execute("SELECT id, status, created_at, published_on, note FROM gridmap_version "
+        cur.execute("SELECT id, status, created_at, published_on, note, base FROM gridmap_version "
                     "ORDER BY id")
-        return [Version(id=r[0], status=r[1], created_at=r[2], published_on=r[3], note=r[4] or "")
-                for r in cur.fetchall()]
+        return [Version(id=r[0], status=r[1], created_at=r[2], published_on=r[3], note=r[4] or "",
+                        base=r[5]) for r in cur.fetchall()]
 
     def _lock(self, cur) -> None:
         deadline = time.monotonic() + self.lock_timeout
