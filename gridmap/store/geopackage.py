@@ -352,6 +352,9 @@ class GeoPackageStore:
             return
         with self._reading() as con:
             found = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'incident'").fetchone()
+            if found:
+                # One snapshot for an incident's row and its trail rows, read by two statements.
+                con.execute("BEGIN")
             yield con.cursor() if found else None
 
     # -- internals ---------------------------------------------------------------------------

@@ -235,12 +235,12 @@ class PostGISStore:
             return recordsql.update_incident(cur, _PG, incident, expected_revision=expected_revision)
 
     def get_incident(self, incident_id: int) -> Incident:
-        with self._cursor() as cur:
+        with self._snapshot() as cur:
             return recordsql.get_incident(cur, _PG, incident_id)
 
     def query_incidents(self, query: IncidentQuery | None = None, *, limit: int | None = 100,
                         offset: int = 0) -> tuple[list[Incident], int]:
-        with self._cursor() as cur:
+        with self._snapshot() as cur:
             return recordsql.select_incidents(cur, _PG, query or IncidentQuery(), limit=limit,
                                               offset=offset)
 
@@ -296,6 +296,15 @@ class PostGISStore:
                 raise Conflict("the store is being written by another import or publish; "
                                "try again when it has finished")
             time.sleep(0.05)
+
+    @contextmanager
+    def _snapshot(self):
+        """A read cursor whose statements all see one snapshot: an incident row and its trail
+        rows are read by separate statements, and a write committed between them must not show
+        a trail entry without the change it made (REPEATABLE READ)."""
+        with self._cursor() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield cur
 
     @contextmanager
     def _cursor(self):
