@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.fastpath import FastLookup
-from api.routes import features, incidents, lookup, maps, open311, stations
+from api.routes import features, incidents, lookup, maps, open311, plans, stations
 from api.service import Service
 from gridmap import __version__
 from gridmap.config import Settings
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *,
     app.include_router(incidents.router)
     app.include_router(stations.router)
     app.include_router(open311.router)
+    app.include_router(plans.router)
     _mount_static(app)
     _document_problems(app)
     return app

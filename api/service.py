@@ -61,6 +61,10 @@ class Service:
                 threading.Thread(target=self._refresh, name="gridmap-refresh", daemon=True).start()
         return active
 
+    def refresh(self) -> None:
+        """Ask the store for the active version now (after a publish through this service)."""
+        self._refresh()
+
     def _refresh(self) -> None:
         try:
             found = self.store.resolve()

@@ -264,9 +264,14 @@ def import_(
 def publish(
     commit: Annotated[bool, typer.Option(help="activate the draft (otherwise a dry run)")] = False,
     on: Annotated[Optional[str], typer.Option("--date", help="publication date YYYY-MM-DD (default today)")] = None,
+    plan: Annotated[Optional[int], typer.Option(help="the plan (draft version) to publish, when "
+                                                      "several are open")] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Show what activating the draft version would change; activate it with --commit."""
+    """Show what activating the draft version (a plan) would change; activate it with --commit.
+
+    A plan begun from a version that is no longer active is refused (exit 2): another plan was
+    published meanwhile; it stays open to be redrawn."""
     import datetime as dt
 
     from gridmap.versions import open_configured
@@ -278,7 +283,7 @@ def publish(
     settings = _settings(store)
     target = open_configured(settings.store.url)
     try:
-        result = target.publish(commit=commit, on=day)
+        result = target.publish(commit=commit, on=day, draft=plan)
         from gridmap.store.workflow import incidents_moved
 
         moved = incidents_moved(target, result.draft.id)

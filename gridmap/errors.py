@@ -29,6 +29,8 @@ __all__ = [
     "RevisionConflict",
     "IdempotencyKeyReused",
     "StationNotFound",
+    "EditRefused",
+    "GridNotFound",
 ]
 
 

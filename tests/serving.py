@@ -28,6 +28,23 @@ def demo_store(directory: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def demo_store_url(kind: str, request, folder: Path):
+    """The demo city published in a fresh store of ``kind`` (``geopackage`` in ``folder``, or a
+    fresh PostGIS database); yields its URL."""
+    from gridmap.demo import load_into
+    from gridmap.store import open_store
+
+    if kind == "postgis":
+        from pg import fresh_database
+
+        with fresh_database(request.getfixturevalue("postgis_url")) as url:
+            load_into(open_store(url))
+            yield url
+    else:
+        yield str(demo_store(folder))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

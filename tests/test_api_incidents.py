@@ -7,7 +7,6 @@ against each incident's deadline.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
 import io
@@ -19,11 +18,12 @@ import geopandas as gpd
 import pytest
 import shapely
 from fastapi.testclient import TestClient
+from serving import demo_store_url
 
 from api.app import create_app
 from gridmap.config import Settings
 from gridmap.crs import wgs84_to_gcj02
-from gridmap.demo import DEMO, load_into
+from gridmap.demo import DEMO
 from gridmap.incidents import OPEN
 from gridmap.io import read_layer
 from gridmap.store import open_store
@@ -31,20 +31,6 @@ from gridmap.store.workflow import incidents_moved
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = {"category": "environment", "description": "垃圾堆放在楼道"}
-
-
-@contextlib.contextmanager
-def demo_store(kind: str, request, folder: Path):
-    if kind == "postgis":
-        from pg import fresh_database
-
-        with fresh_database(request.getfixturevalue("postgis_url")) as url:
-            load_into(open_store(url))
-            yield url
-    else:
-        url = str(folder / "gridmap.gpkg")
-        load_into(open_store(url))
-        yield url
 
 
 def app_for(url: str, **incidents) -> TestClient:
@@ -58,7 +44,7 @@ def app_for(url: str, **incidents) -> TestClient:
 
 @pytest.fixture(scope="module", params=["geopackage", "postgis"])
 def client(request, tmp_path_factory):
-    with demo_store(request.param, request, tmp_path_factory.mktemp("store")) as url:
+    with demo_store_url(request.param, request, tmp_path_factory.mktemp("store")) as url:
         with app_for(url) as c:
             yield c
 
@@ -66,7 +52,7 @@ def client(request, tmp_path_factory):
 @pytest.fixture(params=["geopackage", "postgis"])
 def fresh(request, tmp_path):
     """A fresh demo store's URL (for tests that escalate or publish)."""
-    with demo_store(request.param, request, tmp_path) as url:
+    with demo_store_url(request.param, request, tmp_path) as url:
         yield url
 
 

@@ -346,3 +346,47 @@ def test_a_station_shows_its_name_and_floor_area(server, visit):
     page.wait_for_timeout(400)
     v.shot("stations_popup")
     v.assert_clean()
+
+
+PLAN_UNIT = "141002007004"  # 乐秀社区: 8 grids
+
+
+def test_planner_draws_a_split_line_checks_it_and_saves_a_plan(server, visit):
+    """A planner picks a grid, draws a line across it, sees the check at once, saves a plan."""
+    import httpx
+
+    before = httpx.get(f"{server}/plans").json()
+    v = visit(f"{server}/maps/planner?unit={PLAN_UNIT}")
+    page = v.page
+    page.wait_for_function("window.gridmapPlanner && "
+                           "gridmapPlanner.map.getContainer().dataset.plannerGrids > 0")
+    where = page.evaluate("""() => {
+        const P = gridmapPlanner, m = P.map, l = P.grids.getLayers()[0];
+        const b = l.getBounds(), c = b.getCenter(), r = m.getContainer().getBoundingClientRect();
+        const at = (lat, lng) => { const q = m.latLngToContainerPoint([lat, lng]);
+                                   return [r.left + q.x, r.top + q.y]; };
+        return {code: l.feature.properties.code, grids: P.grids.getLayers().length,
+                centre: at(c.lat, c.lng), west: at(c.lat, b.getWest() - 5e-4),
+                east: at(c.lat, b.getEast() + 5e-4)}; }""")
+    page.mouse.click(*where["centre"])
+    assert page.inner_text("#planner-selected") == where["code"]
+    page.click("#planner-split")
+    page.mouse.click(*where["west"])
+    page.mouse.dblclick(*where["east"])
+    page.wait_for_function("gridmapPlanner.map.getContainer().dataset.plannerChecked",
+                           timeout=30_000)
+    status = page.inner_text("#planner-status")
+    assert status.startswith("Valid"), status
+    assert page.evaluate("gridmapPlanner.grids.getLayers().length") == where["grids"] + 1
+    v.shot("planner-split")
+    page.click("#planner-save")
+    page.wait_for_function("gridmapPlanner.map.getContainer().dataset.plannerSaved",
+                           timeout=30_000)
+    saved = int(page.evaluate("gridmapPlanner.map.getContainer().dataset.plannerSaved"))
+    assert f"Saved as plan #{saved}" in page.inner_text("#planner-status")
+    plans = httpx.get(f"{server}/plans").json()
+    assert [p["id"] for p in plans] == [p["id"] for p in before] + [saved]
+    shown = httpx.get(f"{server}/plans/{saved}").json()
+    assert shown["valid"] and where["code"] in shown["impact"]["removed"] + shown["impact"]["changed"]
+    v.assert_clean()
+    httpx.delete(f"{server}/plans/{saved}")

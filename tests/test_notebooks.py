@@ -34,3 +34,7 @@ def test_notebook_runs_and_is_committed_without_outputs(name):
         if IN_CI or "skipped" not in text:
             share = float(re.search(r"read as gcj02: ([0-9.]+)%", text).group(1))
             assert share >= 95.0
+    if name == "planner.ipynb":
+        assert "clean: True | errors: 0" in text
+        assert re.search(r"plan (\d+) \(drawn on version 1\): valid=True", text)
+        assert re.search(r"published: version \d+ is active \(was 1\)", text)

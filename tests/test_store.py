@@ -40,16 +40,6 @@ def demo() -> dict[str, gpd.GeoDataFrame]:
     return {level: read_layer(DEMO, layer=level) for level in STORE_LAYERS}
 
 
-@pytest.fixture(params=["geopackage", "postgis"])
-def store(request, tmp_path):
-    if request.param == "geopackage":
-        opened = GeoPackageStore(tmp_path / "gridmap.gpkg", lock_timeout=0.5)
-    else:
-        from gridmap.store.postgis import PostGISStore
-
-        opened = PostGISStore(request.getfixturevalue("postgis_database"), lock_timeout=0.5)
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -30,16 +30,6 @@ from gridmap.demo import DEMO
 T0 = dt.datetime(2025, 3, 1, 8, tzinfo=dt.UTC)
 
 
-@pytest.fixture(params=["geopackage", "postgis"])
-def store(request, tmp_path):
-    if request.param == "geopackage":
-        opened = GeoPackageStore(tmp_path / "gridmap.gpkg", lock_timeout=0.5)
-    else:
-        from gridmap.store.postgis import PostGISStore
-
-        opened = PostGISStore(request.getfixturevalue("postgis_database"), lock_timeout=0.5)
-    yield opened
-    opened.close()
 
 
 def new(i: int = 0, *, grid: str | None = "141002004003007", at: dt.datetime = T0, **kw):

@@ -38,6 +38,8 @@ ASSETS: dict[str, str | None] = {
     "leaflet-heat.js": "leaflet.heat/dist/leaflet-heat.js",
     "Leaflet.Search.js": "leaflet-search/dist/leaflet-search.min.js",
     "Leaflet.Search.css": "leaflet-search/dist/leaflet-search.min.css",
+    "leaflet-geoman.js": "leaflet-geoman/dist/leaflet-geoman.js",  # the planner page
+    "leaflet-geoman.css": "leaflet-geoman/dist/leaflet-geoman.css",
 }
 
 _STYLE = """<style>

@@ -32,4 +32,6 @@ fetch leaflet.heat@0.2.0 leaflet.heat dist/leaflet-heat.js
 fetch leaflet-search@2.9.7 leaflet-search \
   dist/leaflet-search.min.js dist/leaflet-search.min.css \
   images/search-icon.png images/search-icon-mobile.png images/loader.gif
+fetch @geoman-io/leaflet-geoman-free@2.20.2 leaflet-geoman \
+  dist/leaflet-geoman.js dist/leaflet-geoman.css
 echo "vendored into $here"
