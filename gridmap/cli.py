@@ -453,6 +453,91 @@ def map_(
     out.print(f"{kind} of {chosen.label}: {len(chosen.grids):,} grids → {output}")
 
 
+# -- stations ------------------------------------------------------------------------------------
+
+
+@app.command("stations")
+@_one_line_errors
+def stations_(
+    unit: Annotated[str, typer.Argument(help="code of a city, district, street or community")],
+    store: StoreOpt = None,
+    roads: Annotated[Optional[Path], typer.Option(help="road lines to walk along (default: GRIDMAP_STATIONS__ROADS); without, straight-line circles")] = None,
+    roads_layer: Annotated[Optional[str], typer.Option(help="layer name inside ROADS")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the coverage as JSON (as GET /stations/coverage)")] = False,
+    limit: Annotated[int, typer.Option(help="units listed per level in the readable summary")] = 20,
+) -> None:
+    """15-minute service circles of a unit: the share of households served per street, community
+    and grid, the buildings left outside, and the new service post that would serve most of them.
+
+    Uses the store's active version and its stations; walks along the road layer when one is
+    given (--roads or GRIDMAP_STATIONS__ROADS), else draws straight-line circles."""
+    from gridmap.errors import StoreUnavailable
+    from gridmap.maps import select_unit
+    from gridmap.stations import load_network, unit_coverage
+    from gridmap.store import open_store
+    from gridmap.store.base import STORE_LAYERS
+
+    settings = _settings(store)
+    url, walk = settings.store.url, settings.stations
+    if not url.startswith(("postgresql://", "postgres://")) and not Path(url).is_file():
+        raise StoreUnavailable(f"no store at {url}: give --store or GRIDMAP_STORE__URL")
+    with err.status("reading the active version…"):
+        target = open_store(url)
+        try:
+            version = target.resolve().id
+            layers = {n: target.read_layer(n, version) for n in STORE_LAYERS}
+            registered = target.read_stations()
+        finally:
+            target.close()
+    chosen = select_unit(layers, unit, max_grids=settings.maps.max_grids)
+    path = roads or (Path(walk.roads) if walk.roads else None)
+    net = None
+    if path is not None:
+        with err.status(f"building the walking network from {path.name}…"):
+            net = load_network(path, roads_layer or (None if roads else walk.roads_layer))
+    with err.status(f"computing the coverage of {chosen.label}…"):
+        answer = unit_coverage(chosen, registered, straight_m=walk.straight_m, roads=net,
+                               minutes=walk.minutes, speed_kmh=walk.speed_kmh,
+                               offset_m=walk.offset_m)
+    if net is not None:
+        answer["service_area"]["roads"] = path.name
+    answer["version"] = version
+    if as_json:
+        sys.stdout.write(json.dumps(answer, ensure_ascii=False) + "\n")
+    else:
+        _print_stations(answer, chosen.label, limit)
+
+
+def _print_stations(answer: dict, label: str, limit: int) -> None:
+    area = answer["service_area"]
+    how = (f"walked {area['minutes']:g} min at {area['speed_kmh']:g} km/h ({area['walk_m']:,.0f} m) "
+           f"along {area['roads']}, {area['offset_m']:g} m either side"
+           if area["method"] == "network" else f"straight-line circles of {area['radius_m']:,.0f} m")
+    out.print(f"{label}, version {answer['version']}: {answer['stations']} stations; "
+              f"service areas {how}", markup=False)
+    share = "—" if answer["share"] is None else f"{answer['share']:.1%}"
+    out.print(f"{answer['covered_households']:,} of {answer['households']:,} households inside "
+              f"a service area ({share})", markup=False)
+    for level, rows in answer["by_level"].items():
+        table = Table(level, "households", "served", "share")
+        for row in sorted(rows, key=lambda r: (r["share"] is None, r["share"] or 0))[:limit]:
+            table.add_row(row["code"], f"{row['households']:,.0f}",
+                          f"{row['covered_households']:,.0f}",
+                          "—" if row["share"] is None else f"{row['share']:.1%}")
+        out.print(table)
+        if len(rows) > limit:
+            out.print(f"… and {len(rows) - limit} more {level}s (--json for all, --limit to list more)")
+    outside = answer["uncovered"]
+    out.print(f"outside every service area: {outside['buildings']:,} buildings"
+              + (f" ({outside['households']:,} households)" if outside["households"] is not None else ""))
+    site = answer["suggestion"]
+    if site:
+        out.print(f"suggested new post at {site['lon']}, {site['lat']}: would serve "
+                  f"{site['households']:,} households in {site['buildings']:,} buildings")
+    for note in answer["notes"]:
+        out.print(f"note: {note}", markup=False)
+
+
 # -- incidents -----------------------------------------------------------------------------------
 
 

@@ -100,12 +100,22 @@ class StationSettings(BaseModel):
     (15 min at 4.5 km/h: 1,125 m), plus ``offset_m`` either side of a reached street; as the crow
     flies it serves a circle of ``straight_m`` (1,000 m: the walk with a detour factor of ~1.1).
     E.g. ``GRIDMAP_STATIONS__STRAIGHT_M=800``.
+
+    The streets come from ``roads``, a file of road lines (GeoPackage, GeoJSON, Shapefile… e.g.
+    OSM roads with their ``highway``/``kind`` tags; ``roads_layer`` picks a layer in a file of
+    several): ``GRIDMAP_STATIONS__ROADS=/srv/gridmap/roads.gpkg``. The service builds the walking
+    network on the first coverage request and keeps it while the file is unchanged; a file it
+    cannot use answers 503 naming the file (other routes keep working). Without ``roads``,
+    coverage uses the straight-line circle, and every answer says which method it used.
     """
 
     minutes: float = Field(15.0, gt=0, description="walking minutes of the service circle")
     speed_kmh: float = Field(4.5, gt=0, description="walking speed")
     straight_m: float = Field(1000.0, gt=0, description="straight-line radius without a network")
     offset_m: float = Field(50.0, ge=0, description="depth served either side of a street")
+    roads: str | None = Field(None, description="road lines to walk along (file path); "
+                              "without, straight-line circles")
+    roads_layer: str | None = Field(None, description="layer of the roads file, if it has several")
 
 
 class Settings(BaseSettings):

@@ -161,3 +161,86 @@ def test_straight_line_areas_for_the_demo_stations():
     areas = service_areas(stations)
     assert len(areas) == len(stations) and (areas.method == "straight_line").all()
     assert areas.code.tolist() == stations.code.tolist()
+
+
+# -- the configured road file: read once, built once, refused with its name ------------------------
+
+def test_a_station_far_from_every_road_reaches_no_farther_than_its_walk(bund):
+    """A road layer of another area must not draw a strip of 50 m either side of a leg hundreds
+    of kilometres long: the walk ends where its 1,125 m end."""
+    far = (121.2, 31.0)  # some 35 km from the Bund's roads
+    area = service_areas(_points(far), roads=bund).to_crs(bund.crs).geometry[0]
+    station = _metric(bund, far)
+    # The farthest vertex: a leg of 1,125 m towards the roads, buffered by 50 m.
+    assert shapely.hausdorff_distance(area, station) == pytest.approx(1175, abs=0.01)
+    assert area.area < 1125 * 100 + math.pi * 50**2 + 1
+
+
+def test_unit_coverage_notes_stations_off_the_road_layer(bund):
+    from gridmap.maps import select_unit
+    from gridmap.stations import unit_coverage
+
+    g = "310101001001001"
+    box = shapely.box(121.19, 30.99, 121.21, 31.01)
+    layers = {"grid": gpd.GeoDataFrame({"code": [g], "parent_code": [g[:12]]}, geometry=[box], crs=4326),
+              "community": gpd.GeoDataFrame({"code": [g[:12]]}, geometry=[box], crs=4326),
+              "building": gpd.GeoDataFrame({"code": ["B1"], "households": [10]},
+                                           geometry=[shapely.box(121.2, 31.0, 121.2001, 31.0001)],
+                                           crs=4326)}
+    answer = unit_coverage(select_unit(layers, g[:12]), _points((121.2, 31.0)), roads=bund)
+    assert answer["service_area"]["method"] == "network"
+    assert answer["notes"] == [("1 of 1 stations lie more than 1,125 m from every road of the "
+                                "road layer: does it cover this unit?")]
+
+
+def test_suggest_site_with_a_prebuilt_network_in_another_crs(bund):
+    """The network's CRS (a LAEA on the roads) is not the buildings' (UTM here): the suggested
+    site and the households it serves must not depend on which CRS the network was built in."""
+    from conftest import need
+
+    blds = gpd.read_file(need(BUND), layer="buildings")
+    blds = blds[blds.geom_type == "Polygon"].to_crs(UTM51).reset_index(drop=True)
+    own = suggest_site(blds, roads=gpd.read_file(need(BUND), layer="roads"), k=1)
+    shared = suggest_site(blds, roads=bund, k=1)
+    assert shared.households[0] == own.households[0] > 0
+    assert shared.geometry[0].distance(own.geometry[0]) < 1e-6
+
+
+@pytest.fixture
+def small_roads(tmp_path):
+    from conftest import need
+
+    roads = gpd.read_file(need(BUND), layer="roads").cx[121.49:121.50, 31.235:31.245]
+    path = tmp_path / "roads.geojson"
+    roads[["kind", "geometry"]].to_file(path, driver="GeoJSON")
+    return path, roads
+
+
+def test_the_road_network_is_built_once_per_file_version(small_roads):
+    import os
+
+    from gridmap.stations import cached_network
+
+    path, roads = small_roads
+    first = cached_network(path)
+    assert cached_network(path) is first
+    roads.iloc[: len(roads) // 2][["kind", "geometry"]].to_file(path, driver="GeoJSON")
+    os.utime(path, ns=(1, 1))  # a new modification time, whatever the clock's resolution
+    second = cached_network(path)
+    assert second is not first and len(second.edges) < len(first.edges)
+
+
+def test_unusable_road_files_are_refused_with_their_name(tmp_path, small_roads):
+    from gridmap.stations import RoadsUnavailable, cached_network, load_network
+
+    garbage = tmp_path / "garbage.gpkg"
+    garbage.write_bytes(b"not a geopackage")
+    points = tmp_path / "stops.geojson"
+    _points(PEARL_TOWER).to_file(points, driver="GeoJSON")
+    for path in (tmp_path / "missing.gpkg", garbage, points):
+        for load in (load_network, cached_network):
+            with pytest.raises(RoadsUnavailable) as caught:
+                load(path)
+            assert caught.value.status == 503 and path.name in caught.value.detail
+    with pytest.raises(RoadsUnavailable, match="lines"):
+        load_network(points)

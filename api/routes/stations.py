@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import geopandas as gpd
@@ -68,13 +69,22 @@ def list_(service: ServiceDep,
 
 
 @router.get("/stations/coverage", summary="Households inside a 15-minute circle, per unit",
+            description="Walked along the configured road layer (GRIDMAP_STATIONS__ROADS) when "
+            "there is one, else straight-line circles; `service_area` says which (`network` with "
+            "minutes and speed, or `straight_line` with the radius). A road layer the service "
+            "cannot read answers 503 naming the file.",
             responses=responses(404, 422, 503))
 def coverage(service: ServiceDep, version: VersionDep,
              unit: Annotated[str, Query(min_length=1, max_length=32)]) -> dict:
     from api.routes.maps import _unit
-    from gridmap.stations import unit_coverage
+    from gridmap.stations import cached_network, unit_coverage
 
     chosen = _unit(service, version, unit)
     walk = service.settings.stations
-    answer = unit_coverage(chosen, service.store.read_stations(), straight_m=walk.straight_m)
+    roads = cached_network(walk.roads, walk.roads_layer) if walk.roads else None
+    answer = unit_coverage(chosen, service.store.read_stations(), straight_m=walk.straight_m,
+                           roads=roads, minutes=walk.minutes, speed_kmh=walk.speed_kmh,
+                           offset_m=walk.offset_m)
+    if roads is not None:
+        answer["service_area"]["roads"] = Path(walk.roads).name
     return answer | {"version": version.id}

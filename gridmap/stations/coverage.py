@@ -175,7 +175,8 @@ def suggest_site(buildings: gpd.GeoDataFrame, areas: gpd.GeoDataFrame | None = N
         score = np.bincount(ci[live], weights=hh[pi[live]], minlength=len(cand))
         if not len(cand) or score.max() <= 0:
             break
-        best, hit = _pick(score, ci[live], pi[live], cand, pts, hh, todo, net, network_top, walk)
+        best, hit = _pick(score, ci[live], pi[live], cand, pts, hh, todo, net, network_top, walk,
+                          crs)
         rows.append({"rank": rank, "households": round(hh[hit].sum()),
                      "buildings": int(hit.size), "method": "straight_line" if net is None
                      else "network", "geometry": cand[best]})
@@ -185,15 +186,18 @@ def suggest_site(buildings: gpd.GeoDataFrame, areas: gpd.GeoDataFrame | None = N
     return out.to_crs(WGS84)
 
 
-def _pick(score, ci, pi, cand, pts, hh, todo, net, top, walk):
-    """The winning candidate and the indices of the uncovered buildings it would serve."""
+def _pick(score, ci, pi, cand, pts, hh, todo, net, top, walk, crs):
+    """The winning candidate and the indices of the uncovered buildings it would serve.
+
+    `cand` and `pts` are in `crs`, the buildings' metric CRS, which a prebuilt network's need
+    not be: the areas are brought back into `crs` before they are compared with the points."""
     if net is None:
         best = int(score.argmax())
         return best, np.unique(pi[ci == best])
     shortlist = np.argsort(-score, kind="stable")[:top]
     shortlist = shortlist[score[shortlist] > 0]
-    sites = gpd.GeoDataFrame(geometry=cand[shortlist], crs=net.crs)
-    areas = service_areas(sites, roads=net, **walk).to_crs(net.crs).geometry.to_numpy()
+    sites = gpd.GeoDataFrame(geometry=cand[shortlist], crs=crs)
+    areas = service_areas(sites, roads=net, **walk).to_crs(crs).geometry.to_numpy()
     uncovered = np.flatnonzero(todo)
     hits = [uncovered[shapely.intersects(area, pts[uncovered])] for area in areas]
     i = int(np.argmax([hh[h].sum() for h in hits]))

@@ -192,7 +192,9 @@ def reach_lines(net: WalkNetwork, point: shapely.Point, budget: float) -> shapel
     snapped = shapely.line_interpolate_point(net.edges[e], net.edges[e].project(point))
     leg = shapely.LineString([point, snapped]) if access > 0 else point
     if budget <= 0:
-        return leg
+        # Farther from every road than the whole walk (e.g. a road layer of another area): the
+        # walk ends on the way there, not at the far end of a leg of any length.
+        return shapely.ops.substring(leg, 0.0, budget + access) if access > 0 else leg
     p, length = net.edges[e].project(point), net.length[e]
     dist = np.full(net.n_nodes, np.inf)
     for node, start in ((net.u[e], p), (net.v[e], length - p)):
