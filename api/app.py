@@ -13,6 +13,7 @@ from api.routes import features, incidents, lookup, maps, open311, plans, statio
 from api.service import Service
 from gridmap import __version__
 from gridmap.config import Settings
+from gridmap.errors import VersionNotFound
 from gridmap.store.base import Store
 
 
@@ -31,7 +32,9 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *,
         if warm:
             try:
                 app.state.service.warm()
-            except Exception:  # an empty store still serves features and says so on lookup
+            except VersionNotFound as exc:  # an empty store still serves, and says so on lookup
+                problems.log.warning("no lookup index at start-up: %s", exc.detail)
+            except Exception:
                 problems.log.warning("no lookup index at start-up", exc_info=True)
         every = settings.incidents.escalate_every_s
         task = asyncio.create_task(_escalate_forever(app.state.service, every)) if every else None
