@@ -22,6 +22,8 @@ from gridmap.errors import (
     NotPolygons,
 )
 from gridmap.planning import make_community, partition_community
+from gridmap.planning import partition_graph as pg
+from gridmap.planning.partition_build import balanced
 from gridmap.planning.partition_synth import osm_households
 from gridmap.validate import validate_coverage
 
@@ -202,9 +204,46 @@ def test_real_osm_band_holds_where_the_buildings_allow(bund):
     _, _, _grids, report = bund
     towers = [o for o in report.outside if "households is larger than the band" in o["reason"]]
     allowed = report.basic - len(towers)
-    # Measured 144 of 156 (92%): some blocks next to towers cannot be balanced by single moves.
-    assert report.in_band / allowed >= 0.9
+    # Measured 153 of 155 (98.7%); the other two are certain: one grid is walled in by towers and
+    # barriers with 113 households in reach, one block's 329 households fit no grouping (searched).
+    assert report.in_band / allowed >= 0.95
     assert all(o["reason"] for o in report.outside)
+
+
+# -- the balancing steps on hand-made graphs -----------------------------------------------------
+
+
+def lattice(weights):
+    """Units on a grid of rows × columns, adjacent to their four neighbours, one block."""
+    rows, cols = weights.shape
+    idx = np.arange(rows * cols).reshape(rows, cols)
+    a = np.r_[idx[:, :-1].ravel(), idx[:-1, :].ravel()]
+    b = np.r_[idx[:, 1:].ravel(), idx[1:, :].ravel()]
+    xy = np.c_[np.tile(np.arange(cols), rows), np.repeat(np.arange(rows), cols)] * 10.0
+    return pg.UnitGraph(weights.ravel().astype(float), np.zeros(rows * cols, dtype=bool), xy,
+                        np.zeros(rows * cols, dtype=np.intp), a, b, np.full(len(a), 10.0))
+
+
+def test_rebalance_moves_households_along_a_chain_and_adds_a_grid():
+    graph = lattice(np.full((4, 4), 50))
+    # 500 | 200 | 100: the small grid touches only the full one, the big one cannot give to it.
+    grid = np.array([0, 0, 0, 0,
+                     0, 0, 0, 0,
+                     0, 0, 1, 1,
+                     2, 2, 1, 1])
+    out = pg.rebalance(graph, grid, np.zeros(16, dtype=np.intp), pg.Band(target=200, tolerance=50))
+    loads = np.bincount(out, weights=graph.weight)
+    assert len(loads) == 4 and ((loads >= 150) & (loads <= 250)).all()  # 800 make no 3 grids
+    assert all(len(pg.pieces(graph, set(np.flatnonzero(out == g)))) == 1 for g in range(4))
+
+
+def test_balanced_searches_every_grouping():
+    band = pg.Band(target=200, tolerance=50)
+    chain = lattice(np.array([[82, 169, 78]]))  # 82 + 169 = 251: no two grids of 150–250
+    assert balanced(chain, [0, 1, 2], band) is False
+    square = lattice(np.array([[100, 60], [90, 100]]))
+    assert balanced(square, [0, 1, 2, 3], band) is True  # 100 + 60 | 90 + 100 (columns)
+    assert balanced(lattice(np.full((1, 12), 1.0)), range(12), band) is False
 
 
 # -- bad input ----------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from gridmap.planning.partition_build import (
     anchor_faces,
     face_graph,
     merge_overlapping,
+    merge_regions,
+    region_grids,
     repair_contiguity,
 )
 
@@ -262,23 +264,24 @@ def _plan(parent_m, bld, hh, sites, walls, band: pg.Band, notes: list[str]) -> P
         notes.append(f"{crossing} buildings cross a barrier or a site's edge: each stays whole, "
                      "in the grid of the block holding most of it")
     faces = pf.build_faces(parent_m, units, unit_block, blocks, sites)
+    anchor = anchor_faces(faces, units)
     graph, node_of_face, unit_node = face_graph(faces, units, unit_hh, unit_block, unit_site,
-                                               band.target, band.tolerance)
-    region, merged = pg.merge_regions(graph, band)
+                                               band.target, band.tolerance, anchor)
+    region, merged = merge_regions(graph, band)
     notes += merged
     grid = np.zeros(len(graph.weight), dtype=np.intp)
     n = 0
     for r in range(int(region.max()) + 1 if len(region) else 0):
         members = np.flatnonzero(region == r)
         big = graph.big[members]
-        k = pg.region_grids(graph.weight[members][~big].sum(), int(big.sum()), band)
+        k = region_grids(graph.weight[members][~big].sum(), int(big.sum()), band)
         for group in pg.bisect_region(graph, members, k, band):
             grid[group] = n
             n += 1
     grid = pg.rebalance(graph, grid, region, band)
+    n = int(grid.max()) + 1 if len(grid) else 0
     face_grid = np.where(node_of_face >= 0, grid[np.maximum(node_of_face, 0)], -1)
     face_grid = np.where(faces.site >= 0, n + faces.site, face_grid)
-    anchor = anchor_faces(faces, units)
     weight = np.bincount(anchor, weights=unit_hh, minlength=len(faces.geoms))
     face_grid, repaired = repair_contiguity(faces, face_grid, weight, fixed_from=n)
     if repaired:

@@ -1,19 +1,20 @@
 """Grouping units (buildings with the ground nearest them) into grids of balanced households.
 
-Three steps, all on the unit graph (units adjacent when their faces share a boundary):
+Two steps on the unit graph (units adjacent when their faces share a boundary), region by region
+(blocks cut off by barriers, merged where they must be: :func:`~gridmap.planning.partition_build.
+merge_regions`):
 
-1. *regions*: blocks cut off by barriers (管理服务不跨街) whose households cannot make whole grids
-   (too few, or between k·high and (k+1)·low) are merged with a neighbour, smallest first;
-2. *bisection*: each region is cut in two along the straight line (tried at six angles) that
+1. *bisection*: each region is cut in two along the straight line (tried at six angles) that
    best balances households for k₁ and k₂ grids and cuts the least boundary — boundary along a
    barrier is cheap to cut — then each half recursively; halves are kept contiguous;
-3. *boundary moves*: a grid outside the band gives a unit to (or takes one from) a neighbour in
-   its region while both stay contiguous and the total excess shrinks.
-"""
+2. *redraws*: a grid outside the band is pooled with one, two or three neighbours (a chain) and
+   the pool redrawn as contiguous, compact grids — as many, or one fewer or more — while the
+   households outside the band shrink (:func:`rebalance`)."""
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -21,22 +22,14 @@ import numpy as np
 
 from gridmap.config import HouseholdBand
 
-__all__ = [
-    "Band",
-    "UnitGraph",
-    "bisect_region",
-    "components",
-    "feasible",
-    "grid_count",
-    "merge_regions",
-    "rebalance",
-    "region_grids",
-    "region_ok",
-]
+__all__ = ["Band", "UnitGraph", "bisect_region", "components", "pieces", "rebalance"]
 
 _ANGLES = np.deg2rad([0, 30, 60, 90, 120, 150])
 _BARRIER_CUT = 0.2  # cutting along a barrier costs a fifth of cutting through a block
 _MAX_ROUNDS = 60
+_SEEDS = 40  # units a pool's parts are grown from, at most
+_FIRSTS = 6  # first parts tried when a pool is cut in three or more
+_QUADS = 10  # chains of four grids tried, at most, for a grid still outside the band
 
 
 #: Households per grid, target ± tolerance (两侧: both bounds matter).
@@ -67,41 +60,6 @@ class UnitGraph:
             self.neighbours[j].add(i)
 
 
-def feasible(total: float, band: Band) -> bool:
-    """Whether ``total`` households can make whole grids inside the band."""
-    if total <= 0:
-        return False
-    return math.ceil(total / band.high - 1e-9) <= math.floor(total / band.low + 1e-9)
-
-
-def grid_count(total: float, band: Band) -> int:
-    """How many grids ``total`` households make: inside the band if possible, nearest the target."""
-    best = max(1, round(total / band.target))
-    if band.low <= 0:
-        return best
-    lo, hi = math.ceil(total / band.high - 1e-9), math.floor(total / band.low + 1e-9)
-    if lo <= hi:
-        return min(max(best, lo), hi)
-    return best
-
-
-def region_ok(rest: float, n_big: int, band: Band) -> bool:
-    """Whether a region makes whole grids: ``rest`` households beside ``n_big`` big buildings.
-
-    A big building's grid is outside the band anyway, so it can take any remainder.
-    """
-    return n_big > 0 or feasible(rest, band)
-
-
-def region_grids(rest: float, n_big: int, band: Band) -> int:
-    """Grids for a region: one per big building, the rest balanced (its excess to the big ones)."""
-    if n_big == 0:
-        return grid_count(rest, band)
-    if feasible(rest, band):
-        return n_big + grid_count(rest, band)
-    return n_big + int(rest // band.low)
-
-
 def components(n: int, a: np.ndarray, b: np.ndarray, members: np.ndarray) -> np.ndarray:
     """Connected-component label (smallest member) of each unit of ``members``; -1 elsewhere."""
     label = np.full(n, -1, dtype=np.intp)
@@ -116,69 +74,6 @@ def components(n: int, a: np.ndarray, b: np.ndarray, members: np.ndarray) -> np.
         if np.array_equal(new, label):
             return label
         label = new
-
-
-def merge_regions(graph: UnitGraph, band: Band) -> tuple[np.ndarray, list[str]]:
-    """Region of each unit: blocks, merged across barriers only where their households must be.
-
-    Returns the region labels (0..r-1) and one note per merge.
-    """
-    region = np.unique(graph.block, return_inverse=True)[1].astype(np.intp)
-    rest_w = np.where(graph.big, 0.0, graph.weight)
-    total = {int(r): float(w) for r, w in enumerate(np.bincount(region, weights=rest_w))}
-    nbig = {int(r): int(c) for r, c in enumerate(np.bincount(region, weights=graph.big))}
-    touching: dict[int, dict[int, float]] = {r: {} for r in total}
-    ra, rb = region[graph.a], region[graph.b]
-    for i, j, w in zip(ra.tolist(), rb.tolist(), graph.length.tolist()):
-        if i != j:
-            touching[i][j] = touching[i].get(j, 0.0) + w
-            touching[j][i] = touching[j].get(i, 0.0) + w
-    parent = {r: r for r in total}
-    notes: list[str] = []
-    stuck: set[int] = set()
-    while True:
-        todo = [r for r in total if r not in stuck and not (
-            region_ok(total[r], nbig[r], band) and (total[r] > 0 or nbig[r] > 0))]
-        if not todo:
-            break
-        r = min(todo, key=lambda x: (total[x], x))
-        if not touching[r]:
-            stuck.add(r)
-            continue
-        s = min(touching[r], key=lambda x: _merge_key(total[r], total[x], nbig[r] + nbig[x],
-                                                      touching[r][x], band))
-        if total[r] > 0:
-            notes.append(f"a block of {total[r]:g} households cannot make a grid of "
-                         f"{band.low:g}–{band.high:g} on its own: merged across a barrier with "
-                         f"its neighbour of {total[s]:g}")
-        nbig[s] += nbig.pop(r)
-        _absorb(r, s, total, touching, parent)
-    lookup = {r: _root(parent, r) for r in parent}
-    roots = np.array([lookup[int(r)] for r in region])
-    return np.unique(roots, return_inverse=True)[1].astype(np.intp), notes
-
-
-def _merge_key(mine: float, theirs: float, n_big: int, shared: float, band: Band):
-    if mine <= 0:  # empty ground (a park, a road's median) goes with its longest border
-        return (0, 0.0, -shared)
-    merged = mine + theirs
-    return (not region_ok(merged, n_big, band), merged, -shared)
-
-
-def _absorb(r: int, s: int, total, touching, parent) -> None:
-    total[s] += total.pop(r)
-    for x, w in touching.pop(r).items():
-        touching[x].pop(r, None)
-        if x != s:
-            touching[s][x] = touching[s].get(x, 0.0) + w
-            touching[x][s] = touching[x].get(s, 0.0) + w
-    parent[r] = s
-
-
-def _root(parent: dict, r: int) -> int:
-    while parent[r] != r:
-        r = parent[r]
-    return r
 
 
 def bisect_region(graph: UnitGraph, members: np.ndarray, k: int, band: Band) -> list[np.ndarray]:
@@ -248,111 +143,237 @@ def _contiguous(graph: UnitGraph, members: np.ndarray, side: np.ndarray) -> np.n
 
 
 def rebalance(graph: UnitGraph, grid: np.ndarray, region: np.ndarray, band: Band) -> np.ndarray:
-    """Boundary moves that shrink the households outside the band, keeping grids contiguous.
+    """Redraw small groups of neighbouring grids while the households outside the band shrink.
 
-    A grid with too few households takes the part of a neighbour nearest to it (grown unit by
-    unit from their common border, so it stays in one piece and compact); a grid with too many
-    gives such a part away. A move is kept when the households outside the band shrink. A grid
-    holding a big building is outside the band whatever it holds, so it gives and takes freely.
+    A grid outside the band and one or two neighbours in its region (a chain: each touches the
+    group before it) are pooled and redrawn as as many contiguous grids, each grown from a unit
+    by distance, so compact. Pooling three grids moves households along a chain — an ejection
+    chain: the middle grid gives on one side what it takes on the other — which one boundary
+    move at a time cannot do. Failing that, the pool is redrawn as one grid fewer (two grids
+    under the band become one inside it) or one more (coarse buildings that fit four grids but
+    not three). A grid holding a big building keeps it; it is outside the band anyway, so it
+    gives and takes freely, but it never swallows a whole grid. Returns grid labels 0..n-1.
     """
-    grid = grid.copy()
-    n_grids = int(grid.max()) + 1 if len(grid) else 0
-    state = _State(graph, grid, band, n_grids)
+    state = _State(graph, grid.copy(), band, region)
     for _ in range(_MAX_ROUNDS):
-        bad = sorted((g for g in range(n_grids) if state.excess(g, state.load[g]) > 0),
-                     key=lambda g: -state.excess(g, state.load[g]))
-        if not bad or not any(_improve(state, g, region) for g in bad):
+        bad = sorted(state.bad(), key=lambda g: -state.excess(g))
+        if not bad or not any(_improve(state, g) for g in bad):
             break
-    return state.grid
+    return np.unique(state.grid, return_inverse=True)[1].astype(np.intp).reshape(-1)
 
 
 class _State:
-    def __init__(self, graph: UnitGraph, grid: np.ndarray, band: Band, n_grids: int):
+    def __init__(self, graph: UnitGraph, grid: np.ndarray, band: Band, region: np.ndarray):
         self.graph, self.grid, self.band = graph, grid, band
-        self.load = np.bincount(grid, weights=graph.weight, minlength=n_grids)
-        self.members = [set(np.flatnonzero(grid == g).tolist()) for g in range(n_grids)]
+        n = int(grid.max()) + 1 if len(grid) else 0
+        self.load = list(np.bincount(grid, weights=graph.weight, minlength=n))
+        self.members = [set(np.flatnonzero(grid == g).tolist()) for g in range(n)]
         self.flexible = set(np.unique(grid[graph.big]).tolist())
+        self.owner = {int(u): int(grid[u]) for u in np.flatnonzero(graph.big)}
+        self.n_big = {g: list(self.owner.values()).count(g) for g in self.flexible}
+        self.w, self.xy = graph.weight.tolist(), graph.xy.tolist()
+        home = np.zeros(n, dtype=np.intp)
+        home[grid] = region
+        self.home = home.tolist()
+        self.version = [0] * n
+        self.failed: dict = {}
+        cost = graph.length * np.where(graph.barrier, _BARRIER_CUT, 1.0)
+        self.cost: list[dict] = [{} for _ in range(len(graph.weight))]
+        for i, j, c in zip(graph.a.tolist(), graph.b.tolist(), cost.tolist()):
+            self.cost[i][j] = self.cost[j][i] = c
 
-    def excess(self, g: int, x: float) -> float:
-        if g in self.flexible:
-            return 0.0
+    def off(self, x: float) -> float:
         return max(self.band.low - x, 0.0) + max(x - self.band.high, 0.0)
 
-    def room(self, src: int, dst: int) -> tuple[float, float]:
-        """Households that ``src`` should give ``dst``: (at least, at most)."""
-        band, load, inf = self.band, self.load, math.inf
-        need = max(0.0 if src in self.flexible else load[src] - band.high,
-                   0.0 if dst in self.flexible else band.low - load[dst], 0.0)
-        most = min(inf if src in self.flexible else load[src] - band.low,
-                   inf if dst in self.flexible else band.high - load[dst])
-        return need, most
+    def excess(self, g: int) -> float:
+        if g in self.flexible or not self.members[g]:
+            return 0.0
+        return self.off(self.load[g])
+
+    def bad(self) -> list[int]:
+        return [g for g in range(len(self.members)) if self.excess(g) > 0]
+
+    def near(self, g: int) -> set[int]:
+        grid, nb = self.grid, self.graph.neighbours
+        out = {int(grid[v]) for u in self.members[g] for v in nb[u]} - {g}
+        return {h for h in out if self.home[h] == self.home[g]}
+
+    def assign(self, grids, parts) -> None:
+        for g, part in zip(grids, parts):
+            if g == len(self.members):  # a new grid
+                self.members.append(set())
+                self.load.append(0.0)
+                self.home.append(self.home[grids[0]])
+                self.version.append(0)
+            self.members[g] = set(part)
+            self.grid[list(part)] = g
+            self.load[g] = float(self.graph.weight[list(part)].sum())
+            self.version[g] += 1
 
 
-def _improve(state: _State, g: int, region: np.ndarray) -> bool:
-    """One transfer between grid ``g`` (outside the band) and a neighbour in its region."""
-    graph, members, load, grid = state.graph, state.members, state.load, state.grid
-    if not members[g]:
+def _improve(state: _State, g: int) -> bool:
+    """Redraw ``g`` with one neighbour, else with two (a chain), else as one grid fewer or more;
+    keep the first redraw that helps."""
+    if state.excess(g) <= 0:
         return False
-    home = region[next(iter(members[g]))]
-    near = {int(grid[v]) for u in members[g] for v in graph.neighbours[u]} - {g}
-    best = None
-    for h in near:
-        if region[next(iter(members[h]))] != home:
-            continue
-        src, dst = (g, h) if load[g] > state.band.high else (h, g)
-        chunk = _chunk(state, src, dst)
-        if chunk is None:
-            continue
-        w = graph.weight[list(chunk)].sum()
-        before = state.excess(src, load[src]) + state.excess(dst, load[dst])
-        after = state.excess(src, load[src] - w) + state.excess(dst, load[dst] + w)
-        gain = before - after
-        if gain > 1e-9 and (best is None or gain > best[0]):
-            best = (gain, chunk, src, dst, w)
-    if best is None:
+    near = state.near(g)
+    pairs = [(g, h) for h in near]
+    triples = sorted({tuple(sorted((g, h, c))) for h in near
+                      for c in (near | state.near(h)) - {g, h}})
+    tries = [(p, 0) for p in pairs + triples] + [(p, d) for d in (-1, 1) for p in pairs + triples]
+    if any(_redraw(state, grids, d) for grids, d in tries):
+        return True
+    # Chains of four: the few whose households come nearest four grids of the target.
+    quads = {q for t in triples for x in t for d in state.near(x)
+             if len(q := tuple(sorted(set(t) | {d}))) == 4}
+    target = 4 * state.band.target
+    best = sorted(quads, key=lambda q: (abs(sum(state.load[x] for x in q) - target), q))
+    return any(_redraw(state, q, 0) for q in best[:_QUADS])
+
+
+def _redraw(state: _State, grids, delta: int) -> bool:
+    """Pool ``grids`` and cut the pool into ``len(grids) + delta`` grids, if that helps."""
+    grids = tuple(sorted(grids))
+    stamp = (delta,) + tuple(state.version[x] for x in grids)
+    if state.failed.get(grids + (delta,)) == stamp:
         return False
-    _, chunk, src, dst, w = best
-    members[src] -= chunk
-    members[dst] |= chunk
-    grid[list(chunk)] = dst
-    load[src] -= w
-    load[dst] += w
+    if delta < 0 and any(x in state.flexible for x in grids):
+        return False
+    pool = sorted(set().union(*(state.members[x] for x in grids)))
+    now = sum(state.excess(x) for x in grids)
+    xy = state.graph.xy[pool]
+    best = _split(state, pool, len(grids) + delta, max(float(np.ptp(xy, axis=0).max()), 1.0))
+    if best is None or best[0] >= now - 1e-9:
+        state.failed[grids + (delta,)] = stamp
+        return False
+    slots = grids + ((len(state.members),) if delta > 0 else ())
+    order = _match(state, slots, best[2] + [[]] * -delta)
+    if order is None:
+        return False
+    state.assign(slots, order)
     return True
 
 
-def _chunk(state: _State, src: int, dst: int):
-    """The units of ``src`` nearest ``dst`` whose households move both toward the band."""
-    graph, members = state.graph, state.members
-    lo, hi = state.room(src, dst)
-    if hi <= 0 or hi < lo:
-        return None
-    centre = graph.xy[list(members[dst])].mean(axis=0)
-    start = [u for u in members[src] if graph.neighbours[u] & members[dst] and not graph.big[u]]
-    heap = [(float(np.hypot(*(graph.xy[u] - centre))), u) for u in start]
-    heapq.heapify(heap)
-    chunk, seen, w = set(), set(start), 0.0
-    while heap:
-        _, u = heapq.heappop(heap)
-        if w + graph.weight[u] > hi + 1e-9:
+def _match(state: _State, grids, parts):
+    """Give each part to a grid: the one owning its big building, else the one it overlaps most."""
+    best = None
+    for order in itertools.permutations(parts):
+        if any({state.owner[u] for u in p if u in state.owner} !=
+               ({g} & state.flexible if g < len(state.members) else set())
+               for g, p in zip(grids, order)):
             continue
-        chunk.add(u)
-        w += graph.weight[u]
-        if w >= lo - 1e-9 and w > 0:
-            rest = members[src] - chunk
-            return chunk if rest and _connected(graph, rest) else None
-        for v in graph.neighbours[u]:
-            if v in members[src] and v not in seen and not graph.big[v]:
-                seen.add(v)
-                heapq.heappush(heap, (float(np.hypot(*(graph.xy[v] - centre))), v))
-    return None
+        overlap = sum(len(state.members[g].intersection(p)) for g, p in zip(grids, order)
+                      if g < len(state.members))
+        if best is None or overlap > best[0]:
+            best = (overlap, order)
+    return None if best is None else best[1]
+
+
+def _split(state: _State, pool: list, k: int, scale: float):
+    """Best cut of ``pool`` (connected) into ``k`` connected parts: (excess, score, parts).
+
+    Parts are grown from each unit by distance; for ``k`` > 2 the first part must hold the band
+    (or a big building) and the rest is cut again, for the few best such first parts.
+    """
+    total = sum(state.w[u] for u in pool)
+    bigs = _bigs(state, pool)
+    if k == 1:
+        return _score(state, total, bigs) + ([pool],) if _whole(state, bigs) else None
+    if len(pool) < k:
+        return None
+    inside = set(pool)
+    best, firsts = None, {}
+    for part, load, cut, mine in _grow(state, pool):
+        if not _whole(state, mine):
+            continue
+        exc, sec = _score(state, load, mine)
+        if k > 2:
+            key = frozenset(part)
+            if exc == 0 and key not in firsts and _connected(state.graph, inside - part):
+                firsts[key] = (bool(mine), sec + cut / scale)
+            continue
+        rest = {g: c - mine.get(g, 0) for g, c in bigs.items() if c > mine.get(g, 0)}
+        if not _whole(state, rest):
+            continue
+        exc_r, sec_r = _score(state, total - load, rest)
+        key = (exc + exc_r, sec + sec_r + cut / scale)
+        if (best is None or key < best[:2]) and _connected(state.graph, inside - part):
+            best = key + ([sorted(part), sorted(inside - part)],)
+    # The best few of each kind: a part with a big building has no deviation to score, so it
+    # would crowd out the others.
+    ranked = sorted(firsts.items(), key=lambda kv: kv[1])
+    for part, (_big, sec) in [kv for kv in ranked if kv[1][0]][:_FIRSTS] + [
+            kv for kv in ranked if not kv[1][0]][:_FIRSTS]:
+        sub = _split(state, sorted(inside - part), k - 1, scale)
+        if sub is not None and (best is None or (sub[0], sub[1] + sec) < best[:2]):
+            best = (sub[0], sub[1] + sec, [sorted(part)] + sub[2])
+    return best
+
+
+def _grow(state: _State, pool: list):
+    """Parts of ``pool`` grown from each unit (at most ``_SEEDS`` of them), nearest first:
+    yields (part, households, boundary cost to the rest of the pool, big buildings by grid)
+    after each unit added."""
+    inside, xy, w, owner = set(pool), state.xy, state.w, state.owner
+    seeds = pool if len(pool) <= _SEEDS else [pool[i] for i in
+                                              np.linspace(0, len(pool) - 1, _SEEDS).astype(int)]
+    for s in seeds:
+        heap, part, load, cut, mine = [(0.0, s)], set(), 0.0, 0.0, {}
+        x0, y0 = xy[s]
+        while heap and len(part) < len(pool) - 1:
+            _, u = heapq.heappop(heap)
+            if u in part:
+                continue
+            part.add(u)
+            load += w[u]
+            if u in owner:
+                mine[owner[u]] = mine.get(owner[u], 0) + 1
+            for v, c in state.cost[u].items():
+                if v in part:
+                    cut -= c
+                elif v in inside:
+                    cut += c
+                    heapq.heappush(heap, (math.hypot(xy[v][0] - x0, xy[v][1] - y0), v))
+            yield part, load, cut, mine
+
+
+def _bigs(state: _State, units) -> dict[int, int]:
+    """Big buildings among ``units``, counted by the grid owning them."""
+    out: dict[int, int] = {}
+    for u in units:
+        if u in state.owner:
+            out[state.owner[u]] = out.get(state.owner[u], 0) + 1
+    return out
+
+
+def _whole(state: _State, bigs: dict) -> bool:
+    """Whether a part with these big buildings holds none, or all of one grid's."""
+    return not bigs or (len(bigs) == 1 and all(state.n_big[g] == c for g, c in bigs.items()))
+
+
+def _score(state: _State, load: float, bigs: dict) -> tuple[float, float]:
+    """(households outside the band, squared deviation from the target) of one part."""
+    if bigs:
+        return 0.0, 0.0
+    band = state.band
+    return state.off(load), ((load - band.target) / band.tolerance) ** 2
 
 
 def _connected(graph: UnitGraph, units: set) -> bool:
-    start = next(iter(units))
-    seen, stack = {start}, [start]
-    while stack:
-        for v in graph.neighbours[stack.pop()]:
-            if v in units and v not in seen:
-                seen.add(v)
-                stack.append(v)
-    return len(seen) == len(units)
+    return len(units) > 0 and len(pieces(graph, units)) == 1
+
+
+def pieces(graph: UnitGraph, units: set) -> list[set]:
+    """The connected pieces of ``units``."""
+    left, out = set(units), []
+    while left:
+        start = left.pop()
+        seen, stack = {start}, [start]
+        while stack:
+            for v in graph.neighbours[stack.pop()]:
+                if v in left:
+                    left.discard(v)
+                    seen.add(v)
+                    stack.append(v)
+        out.append(seen)
+    return out
