@@ -368,13 +368,16 @@ class GeoPackageStore:
             stat = self.path.stat()
         except FileNotFoundError:
             raise VersionNotFound(f"there is no version {version}: {NOTHING_PUBLISHED}") from None
-        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size, level, int(version))
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        self._version(version)
-        rows = _read_rows(self.path, level, int(version))
+        with self._shared():
+            # Keyed by the boundary generation, not the file's mtime: incident and station
+            # writes change the file in place but never a boundary layer, and must not evict.
+            key = (self._generation(stat), level, int(version))
+            with self._cache_lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key]
+            self._version(version)
+            rows = _read_rows(self.path, level, int(version))
         frame = from_rows(level, rows, rows["geometry"].to_numpy())
         frame.sindex  # built now, once, rather than by concurrent first queries
         with self._cache_lock:
@@ -414,6 +417,9 @@ class GeoPackageStore:
             else:
                 _create(tmp)
             result = change(tmp)
+            with closing(sqlite3.connect(tmp)) as con, con:  # readers' caches key on this
+                con.execute("INSERT OR REPLACE INTO gridmap_meta VALUES ('generation', ?)",
+                            (uuid.uuid4().hex,))
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
@@ -422,6 +428,32 @@ class GeoPackageStore:
             tmp.unlink(missing_ok=True)
             raise
         return result
+
+    def _generation(self, stat) -> str:
+        """The boundary generation: a token every boundary write stamps (a file written before
+        tokens falls back to its inode, size and time)."""
+        with self._reading() as con:
+            row = con.execute("SELECT value FROM gridmap_meta WHERE key = 'generation'").fetchone()
+        return row[0] if row else f"{stat.st_ino}:{stat.st_mtime_ns}:{stat.st_size}"
+
+    @contextmanager
+    def _shared(self):
+        """A shared lock on ``<file>.lock`` while GDAL reads a layer: GDAL reading the file while
+        an incident is written into it in place saw half-written pages under load (500s in
+        benchmarks/bench_load.py). Writers hold the lock exclusively; readers wait for them."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only folder: nobody can be writing here
+            yield
+            return
+        try:
+            if not _flock(fd, fcntl.LOCK_SH, max(self.lock_timeout, RECORD_LOCK_TIMEOUT), 0.01):
+                raise StoreUnavailable(f"{self.path} has been locked by a writer for too long; "
+                                       "try again")
+            yield
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _locked(self, timeout: float | None = None):
@@ -434,25 +466,39 @@ class GeoPackageStore:
         except OSError as exc:
             raise StoreUnavailable(f"cannot write {self.path}: {exc.strerror}") from None
         try:
-            deadline = time.monotonic() + (self.lock_timeout if timeout is None else timeout)
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise Conflict(f"{self.path} is being written by another import or publish; "
-                                       "try again when it has finished") from None
-                    time.sleep(0.05)
-            # Whatever a killed writer left beside the file is garbage now that we hold the lock.
+            if not _flock(fd, fcntl.LOCK_EX, self.lock_timeout if timeout is None else timeout, 0.05):
+                raise Conflict(f"{self.path} is being written by another import or publish; "
+                               "try again when it has finished")
+            # Whatever a killed writer left beside the file is garbage now that we hold the lock;
+            # its rollback journal is not: it must be played back before the file is copied.
             for stale in folder.glob(f".{self.path.name}.*.tmp.gpkg*"):
                 stale.unlink(missing_ok=True)
+            self._recover()
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
+    def _recover(self) -> None:
+        """Roll back what a writer killed inside an incident transaction left half-done.
+
+        Such a writer leaves a hot ``-journal`` beside the file; a read-only connection (ours, and
+        GDAL's) cannot play it back and refuses the file, and a boundary write must not copy the
+        half-written pages. Any read-write connection rolls it back on its first read, under
+        SQLite's own locks (a live writer's journal is not hot and is left alone).
+        """
+        if not self.path.with_name(self.path.name + "-journal").exists():
+            return
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as con:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot recover {self.path} from an interrupted write: "
+                                   f"{exc}") from None
+
     @contextmanager
     def _reading(self):
+        if os.access(self.path.parent, os.W_OK):
+            self._recover()
         try:
             con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
         except sqlite3.Error as exc:
@@ -539,6 +585,19 @@ def _version(row) -> Version:
     return Version(id=int(id_), status=status, created_at=dt.datetime.fromisoformat(created_at),
                    published_on=dt.date.fromisoformat(published_on) if published_on else None,
                    note=note or "", base=int(base) if base is not None else None)
+
+
+def _flock(fd: int, mode: int, timeout: float, poll: float) -> bool:
+    """Take ``flock`` ``mode`` on ``fd`` within ``timeout`` seconds; False when it stayed taken."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(poll)
 
 
 def _has_base(con) -> bool:

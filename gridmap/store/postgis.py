@@ -17,6 +17,8 @@ import datetime as dt
 import importlib.resources
 import io
 import re
+import select
+import threading
 import time
 from contextlib import contextmanager
 
@@ -84,9 +86,14 @@ class PostGISStore:
     """
 
     def __init__(self, url: str, *, minconn: int = 1, maxconn: int = 8, lock_timeout: float = 5.0,
-                 connect_timeout: int = 5):
+                 connect_timeout: int = 5, pool_timeout: float = 10.0):
         self.url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
         self.lock_timeout = lock_timeout
+        # psycopg2's pool raises at once when every connection is out; the service runs routes
+        # on ~40 threads, so requests queue here for a connection instead (bench_load.py saw 20%
+        # of mixed requests at 32 clients answered 503 "connection pool exhausted").
+        self._slots = threading.BoundedSemaphore(maxconn)
+        self._pool_timeout = pool_timeout
         self._where = _host_port(url)
         try:
             self._pool = psycopg2.pool.ThreadedConnectionPool(
@@ -309,13 +316,14 @@ class PostGISStore:
     @contextmanager
     def _cursor(self):
         """A cursor in a transaction of its own: committed on success, else rolled back."""
+        if not self._slots.acquire(timeout=self._pool_timeout):
+            raise StoreUnavailable(f"PostGIS at {self._where}: every connection has been busy for "
+                                   f"{self._pool_timeout:g} s")
         try:
-            conn = self._pool.getconn()
-        except psycopg2.pool.PoolError as exc:
-            raise StoreUnavailable(f"PostGIS at {self._where}: {exc}") from None
-        except psycopg2.Error as exc:
-            raise StoreUnavailable(f"PostGIS at {self._where} is not reachable: "
-                                   f"{_first_line(exc)}") from None
+            conn = self._checkout()
+        except BaseException:
+            self._slots.release()
+            raise
         broken = False
         try:
             with conn.cursor() as cur:
@@ -332,6 +340,25 @@ class PostGISStore:
             raise
         finally:
             self._pool.putconn(conn, close=broken or bool(conn.closed))
+            self._slots.release()
+
+    def _checkout(self):
+        """A pooled connection that is still open. An idle connection's socket has nothing to
+        read unless the server said goodbye or went away (stopped, restarted, connection killed):
+        such a connection is dropped and another taken, so the first request after the database
+        comes back succeeds instead of failing on a dead connection."""
+        for _ in range(self._pool.maxconn + 1):
+            try:
+                conn = self._pool.getconn()
+            except psycopg2.pool.PoolError as exc:
+                raise StoreUnavailable(f"PostGIS at {self._where}: {exc}") from None
+            except psycopg2.Error as exc:
+                raise StoreUnavailable(f"PostGIS at {self._where} is not reachable: "
+                                       f"{_first_line(exc)}") from None
+            if not conn.closed and not _readable(conn):
+                return conn
+            self._pool.putconn(conn, close=True)
+        raise StoreUnavailable(f"PostGIS at {self._where} keeps dropping connections")
 
     def _migrate(self) -> None:
         shipped = migrations()
@@ -391,6 +418,14 @@ def _copy_text(values: list) -> list[str]:
     escape = any(c in joined for c in "\\\t\n\r")
     return [(v.translate(_ESCAPES) if escape else v) if isinstance(v, str) else r"\N"
             for v in values]
+
+
+def _readable(conn) -> bool:
+    """Whether an idle connection's socket has something to read (poll, not select: a busy
+    server process may hold descriptors beyond select's limit)."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _host_port(url: str) -> str:
