@@ -7,6 +7,7 @@ is logged with its traceback and answered with a generic 500 — never a stack t
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,11 +25,22 @@ _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not 
            503: "Service unavailable"}
 
 
-def problem(status: int, detail: str, *, type_: str = "about:blank", **extra) -> JSONResponse:
+#: Seconds a client is told to wait (``Retry-After``) when the store cannot be reached: a
+#: database restart or failover takes seconds, and the pool reconnects on the next request.
+STORE_RETRY_AFTER = 5
+#: The same for any other 503 (e.g. a missing road network): a fix that takes a deployment.
+RETRY_AFTER = 30
+
+
+def problem(status: int, detail: str, *, type_: str = "about:blank",
+            retry_after: int | None = None, headers: dict | None = None,
+            **extra) -> JSONResponse:
     body = {"type": type_, "title": _TITLES.get(status, "Error"), "status": status,
             "detail": detail, **extra}
-    headers = {"Retry-After": "30"} if status == 503 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    headers = dict(headers or {})
+    if status == 503:
+        headers["Retry-After"] = str(retry_after if retry_after is not None else RETRY_AFTER)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
 
 
 def _kebab(name: str) -> str:
@@ -41,6 +53,7 @@ async def _gridmap_error(request: Request, exc: GridmapError) -> JSONResponse:
         extra = {"nearest": exc.nearest, "distance_m": exc.distance_m}
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable: %s", exc.detail)
+        extra = {"retry_after": STORE_RETRY_AFTER}
     return problem(exc.status, exc.detail, type_=f"/problems/{_kebab(type(exc).__name__)}", **extra)
 
 
@@ -54,7 +67,28 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
-    return problem(exc.status_code, detail)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed(request))
+    return problem(exc.status_code, detail, headers=headers)
+
+
+def _allowed(request: Request) -> list[str]:
+    """Every method the path answers to, as the OpenAPI document declares them. Starlette's
+    ``Allow`` names only the first route that matched the path, but GET and POST /lookup (for
+    instance) are two routes."""
+    app = request.app
+    paths = getattr(app.state, "allowed_methods", None)
+    if paths is None:
+        paths = [(re.compile("^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(path)) + "$"),
+                  sorted(m.upper() for m in operations if m != "parameters"))
+                 for path, operations in app.openapi().get("paths", {}).items()]
+        app.state.allowed_methods = paths
+    path = request.url.path
+    found = [(pattern, methods) for pattern, methods in paths if pattern.match(path)]
+    literal = [methods for pattern, methods in found if "[^/]+" not in pattern.pattern]
+    # /plans/preview is a path of its own, not /plans/{plan} with plan = "preview".
+    return sorted({m for methods in (literal or [m for _, m in found]) for m in methods})
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

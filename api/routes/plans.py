@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +22,8 @@ from gridmap.planning.plans import OPERATIONS
 router = APIRouter(tags=["Plans"])
 
 _CODE = r"^[0-9]{12}$"
+#: A plan number as the stores keep it (a 64-bit integer at most).
+PlanId = Annotated[int, Path(ge=1, le=2**63 - 1, description="plan (draft version) number")]
 
 
 class Operation(BaseModel):
@@ -33,7 +35,7 @@ class Operation(BaseModel):
 
 class PlanEdit(BaseModel):
     unit: str = Field(pattern=_CODE, description="12-digit code of the community edited")
-    plan: int | None = Field(None, ge=1, description="plan to change; none: a new plan")
+    plan: int | None = Field(None, ge=1, le=2**63 - 1, description="plan to change; none: a new plan")
     crs: Literal["wgs84", "gcj02"] = Field("wgs84", description="CRS of drawn geometry")
     operation: Operation
     note: str = Field("", max_length=500)
@@ -65,28 +67,28 @@ def _edit(service, body: PlanEdit, write: bool) -> dict:
 
 
 @router.post("/plans/preview", summary="Apply an operation without saving: new grids, "
-             "validation and impact", responses=responses(404, 409, 422))
+             "validation and impact", responses=responses(404, 409, 422, 503))
 async def preview(body: PlanEdit, service: ServiceDep) -> dict[str, Any]:
     return await run_in_threadpool(_edit, service, body, False)
 
 
 @router.post("/plans", status_code=201, summary="Apply an operation and save it in a plan",
-             responses=responses(404, 409, 422))
+             responses=responses(404, 409, 422, 503))
 async def create(body: PlanEdit, service: ServiceDep):
     answer = await run_in_threadpool(_edit, service, body, True)
     return JSONResponse(answer, status_code=201 if body.plan is None else 200)
 
 
-@router.get("/plans", summary="Open plans (draft versions)")
+@router.get("/plans", summary="Open plans (draft versions)", responses=responses(503))
 async def list_plans(service: ServiceDep) -> list[dict[str, Any]]:
     versions = await run_in_threadpool(service.store.versions)
     return [{"id": v.id, "base": v.base, "note": v.note, "created_at": v.created_at.isoformat()}
             for v in versions if v.status == "draft"]
 
 
-@router.get("/plans/{plan}", summary="A plan checked and compared with the active map",
-            responses=responses(404))
-async def show(plan: int, service: ServiceDep) -> dict[str, Any]:
+@router.get("/plans/{plan:int}", summary="A plan checked and compared with the active map",
+            responses=responses(404, 503))
+async def show(plan: PlanId, service: ServiceDep) -> dict[str, Any]:
     from gridmap.planning.workflow import plan_impact
 
     found = await run_in_threadpool(plan_impact, service.store, plan, _settings(service))
@@ -94,9 +96,9 @@ async def show(plan: int, service: ServiceDep) -> dict[str, Any]:
     return found
 
 
-@router.get("/plans/{plan}/map", summary="Before and after: the plan over the active map",
-            response_class=HTMLResponse, responses=responses(404, 422))
-async def plan_page(plan: int, service: ServiceDep,
+@router.get("/plans/{plan:int}/map", summary="Before and after: the plan over the active map",
+            response_class=HTMLResponse, responses=responses(404, 422, 503))
+async def plan_page(plan: PlanId, service: ServiceDep,
                     unit: Annotated[str, Query(pattern=r"^[0-9]{6,12}$")]):
     return HTMLResponse(await run_in_threadpool(_plan_page, service, plan, unit))
 
@@ -116,9 +118,9 @@ def _plan_page(service, plan: int, unit: str) -> str:
                     settings=service.settings.maps)
 
 
-@router.post("/plans/{plan}/publish", summary="Make the plan the active map (409 when the "
-             "active map changed since the plan was drawn)", responses=responses(404, 409, 422))
-async def publish(plan: int, service: ServiceDep, body: PublishBody | None = None):
+@router.post("/plans/{plan:int}/publish", summary="Make the plan the active map (409 when the "
+             "active map changed since the plan was drawn)", responses=responses(404, 409, 422, 503))
+async def publish(plan: PlanId, service: ServiceDep, body: PublishBody | None = None):
     from gridmap.planning.workflow import open_plan
 
     def run():
@@ -142,9 +144,9 @@ def _moved(service, version: int) -> list[dict]:
     return [asdict(m) for m in incidents_moved(service.store, version)]
 
 
-@router.delete("/plans/{plan}", status_code=204, summary="Discard a plan",
-               responses=responses(404))
-async def discard(plan: int, service: ServiceDep):
+@router.delete("/plans/{plan:int}", status_code=204, summary="Discard a plan",
+               responses=responses(404, 503))
+async def discard(plan: PlanId, service: ServiceDep):
     from gridmap.planning.workflow import open_plan
 
     def run():
@@ -156,10 +158,10 @@ async def discard(plan: int, service: ServiceDep):
 
 
 @router.get("/maps/planner", summary="The planner's drawing page for one community",
-            response_class=HTMLResponse, responses=responses(404, 422))
+            response_class=HTMLResponse, responses=responses(404, 422, 503))
 async def planner(service: ServiceDep,
                   unit: Annotated[str, Query(pattern=_CODE, description="community code")],
-                  plan: Annotated[int | None, Query(ge=1)] = None):
+                  plan: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None):
     return HTMLResponse(await run_in_threadpool(_planner_page, service, unit, plan))
 
 
