@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.fastpath import FastLookup
-from api.routes import features, incidents, lookup, maps, open311, plans, stations
+from api.routes import features, imports, incidents, lookup, maps, open311, plans, stations
 from api.service import Service
 from gridmap import __version__
 from gridmap.config import Settings
@@ -50,7 +50,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *,
                            "and who is responsible? Plus the boundaries as OGC API – Features.")
     app.state.service = Service(store, settings)
     problems.install(app)
-    app.add_middleware(BodyLimit, limit=settings.lookup.body_limit_bytes)
+    app.add_middleware(BodyLimit, limit=settings.lookup.body_limit_bytes,
+                       routes={"/imports": settings.uploads.max_bytes})
 
     app.include_router(features.router)
     app.include_router(lookup.router)
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None, *,
     app.include_router(stations.router)
     app.include_router(open311.router)
     app.include_router(plans.router)
+    app.include_router(imports.router)
     _mount_static(app)
     _document_problems(app)
     return app
@@ -109,21 +111,43 @@ class BodyLimit:
     counted as they are read by the routes that read them.
     """
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app, limit: int, routes: dict[str, int] | None = None):
         self.app = app
         self.limit = limit
+        self.routes = routes or {}  # path → its own limit (uploads take more than lookups)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
+            limit = self.routes.get(scope["path"], self.limit)
             for name, value in scope["headers"]:
                 if name == b"content-length":
-                    if not value.isdigit() or int(value) > self.limit:
+                    if not value.isdigit() or int(value) > limit:
                         response = problems.problem(
-                            413, f"request body over the limit of {self.limit:,} bytes")
+                            413, f"request body over the limit of {limit:,} bytes")
                         await response(scope, receive, send)
                         return
                     break
+                if name == b"transfer-encoding" and scope["path"] in self.routes:
+                    receive = _counted(receive, limit)
         await self.app(scope, receive, send)
+
+
+def _counted(receive, limit: int):
+    """``receive`` refusing a chunked body (no length given) once it passes ``limit``: the
+    routes with a limit of their own parse the body in FastAPI, before any code of theirs runs."""
+    from fastapi import HTTPException
+
+    seen = 0
+
+    async def counting():
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise HTTPException(413, f"request body over the limit of {limit:,} bytes")
+        return message
+
+    return counting
 
 
 def _document_problems(app: FastAPI) -> None:
@@ -140,7 +164,22 @@ def _document_problems(app: FastAPI) -> None:
                            "status": {"type": "integer"}, "detail": {"type": "string"}},
             "required": ["title", "status", "detail"],
         }
+        _problem_responses(schema)
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi
+
+
+def _problem_responses(schema: dict) -> None:
+    """What every operation can answer besides its own: FastAPI documents its 422 as
+    ``application/json`` HTTPValidationError, but api.problems answers every 422 as a problem;
+    and a body FastAPI cannot parse (not JSON, not a form) is a 400 problem."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            answers = operation.get("responses", {})
+            if "422" in answers:
+                answers["422"]["content"] = problem
+            if "requestBody" in operation and "400" not in answers:
+                answers["400"] = {"description": "Bad request", "content": problem}

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gridmap.incidents import IncidentSettings
 
 __all__ = ["HouseholdBand", "ValidationOptions", "StoreSettings", "LookupSettings", "MapSettings",
-           "StationSettings", "Settings"]
+           "StationSettings", "UploadSettings", "Settings"]
 
 
 class HouseholdBand(BaseModel):
@@ -118,6 +118,25 @@ class StationSettings(BaseModel):
     roads_layer: str | None = Field(None, description="layer of the roads file, if it has several")
 
 
+class UploadSettings(BaseModel):
+    """Limits of boundary files uploaded to ``POST /imports`` (untrusted input).
+
+    Each limit is checked before the work it protects: bytes before the body is read, zip contents
+    before they are unpacked, JSON nesting before it is parsed, features and vertices before any
+    geometry operation. E.g. ``GRIDMAP_UPLOADS__MAX_BYTES=104857600``.
+    """
+
+    max_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="largest upload (request body)")
+    max_features: int = Field(200_000, ge=1, description="features in the uploaded layer")
+    max_feature_vertices: int = Field(100_000, ge=4, description="vertices of one feature")
+    max_vertices: int = Field(10_000_000, ge=4, description="vertices of the whole layer")
+    zip_max_members: int = Field(100, ge=1, description="files in a zip")
+    zip_max_bytes: int = Field(1024 * 1024 * 1024, ge=1024, description="a zip's unpacked size")
+    # Shapefiles compress 3-10x, sparse .dbf tables up to ~50x; a zip bomb expands by 1000x+.
+    zip_max_ratio: float = Field(200.0, ge=1, description="largest unpacked/packed size of a member")
+    json_max_depth: int = Field(64, ge=8, description="nesting of JSON (GeoJSON needs about 6)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRIDMAP_", env_nested_delimiter="__")
 
@@ -127,3 +146,4 @@ class Settings(BaseSettings):
     maps: MapSettings = MapSettings()
     incidents: IncidentSettings = IncidentSettings()
     stations: StationSettings = StationSettings()
+    uploads: UploadSettings = UploadSettings()

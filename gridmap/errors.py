@@ -31,6 +31,8 @@ __all__ = [
     "StationNotFound",
     "EditRefused",
     "GridNotFound",
+    "InputTooLarge",
+    "NestingTooDeep",
 ]
 
 
@@ -158,3 +160,13 @@ class GridNotFound(InputError):
     """An edit names a grid (or building) code that is not in the layer."""
 
     status = 404
+
+
+class InputTooLarge(InputError):
+    """An input over one of the limits of uploads (bytes, features, vertices, zip contents)."""
+
+    status = 413
+
+
+class NestingTooDeep(InputError):
+    """JSON nested deeper than any boundary file needs (refused before a parser recurses into it)."""

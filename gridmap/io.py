@@ -79,6 +79,7 @@ def read_layer(
     fields: Mapping[str, str] | None = None,
     encoding: str | None = None,
     geometry: str = "polygon",
+    limits=None,
 ) -> gpd.GeoDataFrame:
     """Read one layer, normalised to our fields and a known CRS.
 
@@ -91,6 +92,8 @@ def read_layer(
     fields : ``{ours: theirs}`` column mapping; our names in any case are found without it.
     encoding : the .dbf encoding when GDAL cannot tell (``cp950``, ``gb18030``…).
     geometry : ``"polygon"`` (boundaries, buildings), ``"point"`` or ``"any"``.
+    limits : for untrusted files, a :class:`~gridmap.config.UploadSettings`: features are
+        counted before they are read and vertices before any geometry operation.
 
     Returns
     -------
@@ -100,8 +103,10 @@ def read_layer(
     Raises
     ------
     FileUnreadable, LayerNotFound, FieldMissing, CRSMissing, CoordinatesOutOfRange, EmptyLayer,
-    NotPolygons — each with a one-line ``detail``.
+    NotPolygons — each with a one-line ``detail``; with ``limits``, InputTooLarge.
     """
+    from gridmap import uploads
+
     path = _existing(source)
     where = f"{path.name}" + (f" layer {layer!r}" if layer else "")
     suffix = path.suffix.lower()
@@ -110,10 +115,15 @@ def read_layer(
     elif suffix in (".parquet", ".geoparquet"):
         frame = _read_parquet(path)
     else:
+        if limits is not None:
+            uploads.check_feature_count(path, layer, limits)
         frame = _read_ogr(path, layer, encoding)
     frame = _apply_fields(frame, fields or {}, where)
     if len(frame) == 0:
         raise EmptyLayer(f"{where}: the layer has no features")
+    if limits is not None:
+        uploads.check_feature_count_of(frame, limits, where)
+        uploads.check_vertices(frame.geometry.values, limits, where, _codes(frame))
     _check_geometry_types(frame, where, geometry)
     return _apply_crs(frame, crs, where)
 
@@ -348,6 +358,24 @@ def _check_area_of_use(geoms: np.ndarray, crs, where: str) -> None:
     )
 
 
+def _codes(frame: gpd.GeoDataFrame):
+    return frame["code"].to_numpy() if "code" in frame.columns else None
+
+
+def _check_finite(geoms: np.ndarray, where: str, codes) -> None:
+    """NaN and infinite coordinates (GDAL reads ``NaN``/``Infinity`` in GeoJSON): the bounds of a
+    geometry skip NaN, so the range checks alone would let them through."""
+    xy = shapely.get_coordinates(geoms)
+    if np.isfinite(xy).all():
+        return
+    xy, owner = shapely.get_coordinates(geoms, return_index=True)
+    k = int(np.flatnonzero(~np.isfinite(xy).all(axis=1))[0])
+    i = int(owner[k])
+    label = codes[i] if codes is not None and codes[i] is not None else f"#{i + 1}"
+    raise CoordinatesOutOfRange(f"{where}: feature {label} has coordinate ({xy[k, 0]:g}, "
+                                f"{xy[k, 1]:g}), not a finite number")
+
+
 def _feature_label(frame: gpd.GeoDataFrame, i: int) -> str:
     if "code" in frame.columns and frame["code"].iat[i] is not None:
         return f"{frame['code'].iat[i]}"
@@ -362,7 +390,8 @@ def _apply_crs(frame: gpd.GeoDataFrame, crs: object, where: str) -> gpd.GeoDataF
         )
     spec = parse_crs(crs if crs is not None else frame.crs)
     geoms = frame.geometry.values
-    codes = frame["code"].to_numpy() if "code" in frame.columns else None
+    codes = _codes(frame)
+    _check_finite(np.asarray(geoms), where, codes)
     if spec.crs.is_geographic:
         check_lonlat(np.asarray(geoms), where=where, expect_china=spec.shift is not None, codes=codes)
     else:

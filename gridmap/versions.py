@@ -35,14 +35,16 @@ def working_version(store: Store) -> int | None:
         return None
 
 
-def check_import(store: Store, level: str, frame, options: ValidationOptions) -> Report | None:
-    """The validation report of ``frame`` as the ``level`` of the working version (None for
-    buildings, which are checked with their grids)."""
+def check_import(store: Store, level: str, frame, options: ValidationOptions, *,
+                 against: str = "working") -> Report | None:
+    """The validation report of ``frame`` as the ``level`` of the working version — or, with
+    ``against="active"``, of the active one, which a new plan begins from (None for buildings,
+    which are checked with their grids)."""
     from gridmap.validate import validate_coverage
 
     if level == "building":
         return None
-    current = working_version(store)
+    current = working_version(store) if against == "working" else _active(store)
     parents = buildings = None
     if current is not None and level in _ABOVE:
         above = store.read_layer(_ABOVE[level], current)
@@ -52,3 +54,10 @@ def check_import(store: Store, level: str, frame, options: ValidationOptions) ->
         buildings = found if len(found) else None
     return validate_coverage(frame, parents=parents, buildings=buildings, options=options,
                              level=level)
+
+
+def _active(store: Store) -> int | None:
+    try:
+        return store.resolve().id
+    except VersionNotFound:
+        return None

@@ -82,7 +82,7 @@ def _extent(service, version: int, level: str):
     return [round(v, 7) for v in layer.total_bounds]
 
 
-@router.get("/collections", summary="The layers")
+@router.get("/collections", summary="The layers", responses=responses(404, 422))
 def collections(request: Request, service: ServiceDep, version: VersionDep) -> dict:
     base = _base(request)
     return {

@@ -9,10 +9,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from pydantic import BaseModel, BeforeValidator, Field
 
 from api.deps import ServiceDep
 from api.problems import responses
@@ -21,6 +22,18 @@ from gridmap.errors import InputError, VersionNotFound
 from gridmap.incidents import Actor, Incident, Role, allowed_moves, is_overdue
 from gridmap.store import workflow
 from gridmap.store.records import COUNT_BY, IncidentQuery
+
+
+def _iso_only(value):
+    # pydantic reads a bare number as a Unix timestamp; a query saying until=0.5 is a mistake,
+    # not 1970: dates here are ISO 8601 as documented.
+    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+(\.\d*)?\s*", value):
+        raise ValueError("expected an ISO 8601 date-time such as 2025-03-01T08:00:00Z, not a number")
+    return value
+
+
+#: A date-time query parameter: ISO 8601 only.
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_only)]
 
 router = APIRouter(tags=["Incidents"])
 
@@ -54,6 +67,10 @@ class ReassignIn(BaseModel):
     role: Role = Role.SUPERVISOR
     note: str = ""
     revision: int | None = None
+
+
+#: Incident ids are 64-bit in both stores: a larger number is a 422, not a database overflow.
+IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def incident_json(incident: Incident, now: dt.datetime | None = None) -> dict:
@@ -118,8 +135,8 @@ def incident_filters(
                                                   "everything beneath it")] = None,
     worker: Annotated[str | None, Query(description="the grid worker")] = None,
     category: Annotated[str | None, Query(description="categories, comma-separated")] = None,
-    since: Annotated[dt.datetime | None, Query(description="reported at or after (ISO 8601)")] = None,
-    until: Annotated[dt.datetime | None, Query(description="reported before (ISO 8601)")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="reported at or after (ISO 8601)")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="reported before (ISO 8601)")] = None,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in lon/lat")] = None,
     overdue: Annotated[bool | None, Query(description="only open incidents past deadline")] = None,
     unrouted: Annotated[bool | None, Query(description="only those in no grid (or only routed)")] = None,
@@ -190,13 +207,13 @@ def export(service: ServiceDep, query: FiltersDep) -> Response:
 
 @router.get("/incidents/{incident_id}", summary="One incident with its whole trail",
             responses=responses(404, 503))
-def read(incident_id: int, service: ServiceDep) -> dict:
+def read(incident_id: IncidentId, service: ServiceDep) -> dict:
     return incident_json(service.store.get_incident(incident_id))
 
 
 @router.post("/incidents/{incident_id}/transitions", summary="Move an incident on",
              responses=responses(403, 404, 409, 422, 503))
-def move(incident_id: int, body: MoveIn, service: ServiceDep) -> dict:
+def move(incident_id: IncidentId, body: MoveIn, service: ServiceDep) -> dict:
     changed = workflow.move(service.store, incident_id, body.to, actor=Actor(body.actor, body.role),
                             note=body.note, revision=body.revision)
     return incident_json(changed)
@@ -204,7 +221,7 @@ def move(incident_id: int, body: MoveIn, service: ServiceDep) -> dict:
 
 @router.post("/incidents/{incident_id}/reassign", summary="Hand an incident to another grid",
              responses=responses(403, 404, 409, 422, 503))
-def reassign(incident_id: int, body: ReassignIn, service: ServiceDep) -> dict:
+def reassign(incident_id: IncidentId, body: ReassignIn, service: ServiceDep) -> dict:
     version = service.resolve()
     changed = workflow.reassign_to(service.store, incident_id, body.grid, version=version.id,
                                    actor=Actor(body.actor, body.role), note=body.note,

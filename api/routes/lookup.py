@@ -69,7 +69,7 @@ def _plain(value):
 
 
 @router.post("/lookup", summary="The grids of many points at once",
-             responses=responses(400, 413, 415, 422, 503),
+             responses=responses(400, 404, 413, 415, 422, 503),
              openapi_extra={"requestBody": {"content": {
                  "application/json": {"schema": {"type": "object"}},
                  "application/geo+json": {"schema": {"type": "object"}},
@@ -111,6 +111,9 @@ def _parse(body: bytes, kind: str):
         data = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HTTPException(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # the parser gives up ~1,000 levels down, quickly: points need 5
+        raise HTTPException(422, "the body nests JSON about 1,000 levels deep or more; points "
+                                 "need at most 5") from None
     crs = None
     if isinstance(data, dict) and data.get("type") == "FeatureCollection":
         return (*_from_features(data.get("features")), None)

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import ServiceDep
-from api.routes.incidents import _index, _utc, parse_bbox
+from api.routes.incidents import IsoDateTime, _index, _utc, parse_bbox
 from gridmap.errors import GridmapError, IncidentNotFound, InputError
 from gridmap.incidents import Incident, Status
 from gridmap.store import workflow
@@ -33,6 +33,16 @@ NAMES = {"safety": "Safety hazard (安全隐患)", "environment": "Sanitation (�
 _CLOSED = {Status.CLOSED, Status.REJECTED}
 _LIMIT = 1000
 _DEFAULT_DAYS = 90  # GeoReport v2: without dates, the most recent 90 days
+
+
+def _errors(*statuses: int) -> dict:
+    """OpenAPI description of GeoReport v2 errors (a JSON array of code/description)."""
+    schema = {"type": "array", "items": {"type": "object", "required": ["code", "description"],
+                                         "properties": {"code": {"type": "integer"},
+                                                        "description": {"type": "string"}}}}
+    return {s: {"description": "GeoReport v2 error", "content": {"application/json":
+                                                                  {"schema": schema}}}
+            for s in statuses}
 
 
 def _error(status: int, description: str) -> JSONResponse:
@@ -76,13 +86,14 @@ def services(service: ServiceDep) -> list[dict]:
             for code in sorted(hours)]
 
 
-@router.get("/requests.json", summary="Service requests matching the filters")
+@router.get("/requests.json", summary="Service requests matching the filters",
+            responses=_errors(400))
 def requests_(
     service: ServiceDep,
     service_request_id: Annotated[str | None, Query(description="ids, comma-separated")] = None,
     service_code: Annotated[str | None, Query(description="codes, comma-separated")] = None,
-    start_date: Annotated[dt.datetime | None, Query()] = None,
-    end_date: Annotated[dt.datetime | None, Query()] = None,
+    start_date: Annotated[IsoDateTime | None, Query()] = None,
+    end_date: Annotated[IsoDateTime | None, Query()] = None,
     status: Annotated[str | None, Query(description="open, closed or both, comma-separated")] = None,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (an extension)")] = None,
 ):
@@ -113,7 +124,8 @@ def _query(ids, codes, start, end, status, bbox) -> IncidentQuery:
                          if codes else None, since=start, until=end, bbox=parse_bbox(bbox))
 
 
-@router.get("/requests/{request_id}.json", summary="One service request")
+@router.get("/requests/{request_id}.json", summary="One service request",
+            responses=_errors(404))
 def request_one(request_id: str, service: ServiceDep):
     if not request_id.isdigit():
         return _error(404, f"no service request {request_id[:40]}")
@@ -124,7 +136,7 @@ def request_one(request_id: str, service: ServiceDep):
 
 
 @router.post("/requests.json", summary="Report: form-encoded, as Open311 clients send it",
-             status_code=201,
+             status_code=201, responses=_errors(400, 404, 409, 503),
              openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {
                  "schema": {"type": "object", "required": ["service_code", "lat", "long"],
                             "properties": {k: {"type": "string"} for k in (
@@ -156,7 +168,7 @@ async def _form(request: Request) -> dict | None:
     if kind == "application/json":
         try:
             data = json.loads(body or b"{}")
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             return None
         return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else None
     if kind not in ("application/x-www-form-urlencoded", ""):
