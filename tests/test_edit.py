@@ -78,6 +78,17 @@ def test_split_by_line_keeps_buildings_whole(demo):
     assert all(c not in used and c.startswith(com["code"].iat[0]) for c in result.added)
 
 
+@pytest.mark.parametrize("angle", [0.0, 1.4])
+def test_the_worker_stays_with_most_of_their_households(demo, angle):
+    grids, com, blds = demo
+    row = grids.iloc[0]
+    result = split_grid(grids, row["code"], _line_through(row.geometry, angle), blds)
+    pieces = result.grids[result.grids["code"].isin(result.added + [row["code"]])]
+    holders = pieces[pieces["worker"] == row["worker"]]
+    assert len(holders) == 1  # exactly one piece keeps the worker, the others need one
+    assert holders["households"].iat[0] == pieces["households"].max()
+
+
 def test_split_line_through_a_building_gives_it_to_the_majority_side(demo):
     grids, com, blds = demo
     code = grids["code"].iat[0]

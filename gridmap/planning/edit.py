@@ -77,6 +77,9 @@ def _pieces_to_changes(grids, ws, i, pieces, retired, fps_pos) -> Changes:
     total_hh = piece_hh.sum()
     keeps = (area > 0.5 * old.area) & ((piece_hh > 0.5 * total_hh) if total_hh > 0 else True)
     keep = int(np.flatnonzero(keeps)[0]) if keeps.any() else -1
+    # The grid worker stays with most of their households: with the piece that keeps the code,
+    # else with the new piece holding the most households (the most ground without buildings).
+    heir = keep if keep >= 0 else int(np.argmax(piece_hh if total_hh > 0 else area))
     com = _community(grids, i)
     fresh = next_codes(com, set(grids["code"].astype(str)) | set(retired),
                        len(pieces) - (keep >= 0))
@@ -93,7 +96,8 @@ def _pieces_to_changes(grids, ws, i, pieces, retired, fps_pos) -> Changes:
                 ch.households[i] = est
             continue
         code = fresh.pop(0)
-        row = {"code": code, "geometry": piece, "kind": "basic", "worker": None,
+        row = {"code": code, "geometry": piece, "kind": "basic",
+               "worker": row0.get("worker") if k == heir else None,
                "name": f"{row0.get('name') or row0['code']}-{code[-3:]}"}
         if "parent_code" in grids.columns:
             row["parent_code"] = row0["parent_code"]
