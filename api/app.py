@@ -9,7 +9,16 @@ from fastapi import FastAPI
 
 from api import problems
 from api.fastpath import FastLookup
-from api.routes import features, imports, incidents, lookup, maps, open311, plans, stations
+from api.routes import (
+    features,
+    imports,
+    incidents,
+    lookup,
+    maps,
+    open311,
+    plans,
+    stations,
+)
 from api.service import Service
 from gridmap import __version__
 from gridmap.config import Settings
@@ -165,6 +174,7 @@ def _document_problems(app: FastAPI) -> None:
             "required": ["title", "status", "detail"],
         }
         _problem_responses(schema)
+        _security(schema)
         app.openapi_schema = schema
         return schema
 
@@ -183,3 +193,22 @@ def _problem_responses(schema: dict) -> None:
                 answers["422"]["content"] = problem
             if "requestBody" in operation and "400" not in answers:
                 answers["400"] = {"description": "Bad request", "content": problem}
+
+
+def _security(schema: dict) -> None:
+    """API keys (gridmap.access) in the OpenAPI document: the bearer scheme, required by every
+    operation that can answer 401, optional on the public map (lookup, boundaries) — which
+    answers 401 only when GRIDMAP_ACCESS__PUBLIC_LOOKUP=false or a bad key is sent."""
+    # (GET /open311/v2/requests.json shares its path with the POST: both are marked optional.)
+    schema["components"].setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http", "scheme": "bearer",
+        "description": "an API key from `gridmap keys create`; 401 without a valid one, 403 when "
+                       "the key's role may not do this, 404 for objects outside the key's unit"}
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            if "401" not in operation.get("responses", {}):
+                continue
+            # The public map, and Open311 POST (which may carry its key as the api_key field).
+            public = path in ("/lookup", "/open311/v2/requests.json") \
+                or path.startswith("/collections")
+            operation["security"] = [{}, {"bearer": []}] if public else [{"bearer": []}]

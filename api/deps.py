@@ -9,6 +9,8 @@ from fastapi import Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.service import Service
+from gridmap.access import ANONYMOUS, OPEN, Principal, check, find_principal
+from gridmap.errors import Unauthorized
 from gridmap.store.base import Version
 
 # Both dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in the threadpool,
@@ -45,3 +47,62 @@ async def get_version(service: ServiceDep, version: VersionQuery = None,
 
 
 VersionDep = Annotated[Version, Depends(get_version)]
+
+
+# -- access (gridmap.access) -------------------------------------------------------------------
+
+
+async def principal_for(request: Request, service: Service) -> Principal:
+    """Who sends ``request``: :data:`~gridmap.access.OPEN` when access control is off, nobody
+    without an ``Authorization`` header, else the key's principal — 401 for a key that is not
+    ``Bearer KEY``, unknown or revoked (never a silent downgrade to nobody)."""
+    if not service.settings.access.enabled:
+        return OPEN
+    header = request.headers.get("authorization")
+    if header is None:
+        return ANONYMOUS
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send the key as Authorization: Bearer KEY")
+    found = await run_in_threadpool(find_principal, service.store, token.strip())
+    if found is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    return found
+
+
+async def get_principal(request: Request, service: ServiceDep) -> Principal:
+    """The caller of a route that needs a key: 401 without one. Routers that hold only such
+    routes also list it in ``dependencies=``, so it is solved before any other dependency or
+    parameter check (a request without a key is a 401, whatever else is wrong with it)."""
+    principal = await principal_for(request, service)
+    if principal.role is None:
+        raise Unauthorized("this needs an API key: send Authorization: Bearer KEY")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+#: For routers whose every route needs a key.
+NEEDS_KEY = [Depends(get_principal)]
+
+
+async def get_optional_principal(request: Request, service: ServiceDep) -> Principal:
+    """The caller, or nobody (a route that takes its key another way too: Open311's api_key)."""
+    return await principal_for(request, service)
+
+
+OptionalPrincipalDep = Annotated[Principal, Depends(get_optional_principal)]
+
+
+async def get_reader(request: Request, service: ServiceDep) -> Principal:
+    """The principal of a route of the public map (lookup, boundaries): anybody when public
+    lookup is configured, else any valid key."""
+    principal = await principal_for(request, service)
+    if not service.settings.access.public_lookup:
+        check(principal, "lookup")
+    return principal
+
+
+ReaderDep = Annotated[Principal, Depends(get_reader)]
+
+#: What routes that check access may answer besides their own (for ``responses=``).
+AUTH = (401, 403)

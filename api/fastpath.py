@@ -33,7 +33,9 @@ from api.service import Service
 #: writes them; anything fancier (``1_0``, ``inf``, spaces, other digits) is left to the route.
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _PARAMS = frozenset(("lon", "lat", "crs"))
-_BODY_HEADERS = (b"content-length", b"transfer-encoding")
+# A request with a body, or with a key (which is checked, so a revoked key answers 401 even where
+# no key is needed), goes to the application.
+_BODY_HEADERS = (b"content-length", b"transfer-encoding", b"authorization")
 _JSON = (b"content-type", b"application/json")
 
 
@@ -75,6 +77,8 @@ class FastLookup:
                 or not _NUMBER.fullmatch(lat):
             return None
         service: Service = self.state.service
+        if service.settings.access.enabled and not service.settings.access.public_lookup:
+            return None  # a key is needed: the route checks it
         version = service.active_nowait()  # keeps the background refresh going, as the route does
         if version is None:
             return None

@@ -14,7 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gridmap.errors import GridmapError, PointOutsideGrids, StoreUnavailable
+from gridmap.errors import (
+    GridmapError,
+    PointOutsideGrids,
+    StoreUnavailable,
+    Unauthorized,
+)
 
 log = logging.getLogger("gridmap.api")
 
@@ -54,7 +59,13 @@ async def _gridmap_error(request: Request, exc: GridmapError) -> JSONResponse:
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable: %s", exc.detail)
         extra = {"retry_after": STORE_RETRY_AFTER}
-    return problem(exc.status, exc.detail, type_=f"/problems/{_kebab(type(exc).__name__)}", **extra)
+    headers = {"WWW-Authenticate": 'Bearer realm="gridmap"'} if isinstance(exc, Unauthorized) else None
+    if request.url.path.startswith("/open311/") and exc.status in (401, 403, 404):
+        # GeoReport v2 clients parse errors as an array of code/description.
+        return JSONResponse([{"code": exc.status, "description": exc.detail}],
+                            status_code=exc.status, headers=headers)
+    return problem(exc.status, exc.detail, type_=f"/problems/{_kebab(type(exc).__name__)}",
+                   headers=headers, **extra)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 
+from gridmap.access import mask_phones
 from gridmap.config import Settings
 from gridmap.errors import StoreUnavailable, VersionNotFound
 from gridmap.lookup import LookupIndex
@@ -132,6 +133,11 @@ class Service:
         # than being indexed as an empty parent level; the grid layer stays, empty or not.
         layers = {level: frame for level, frame in layers.items()
                   if level == "grid" or len(frame)}
+        # Lookups name the grid's worker (public by design, DESIGN.md §4), never a phone number
+        # written into that field.
+        for frame in layers.values():
+            if "worker" in frame.columns:
+                frame["worker"] = frame["worker"].map(mask_phones)
         built = LookupIndex.build(layers, version=v.id, near_m=self.settings.lookup.near_m)
         with self._lock:
             self._indexes[v.id] = built

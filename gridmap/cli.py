@@ -324,10 +324,83 @@ def serve(
     settings = _settings(store)
     # With no store named anywhere, the embedded default starts as the demo city.
     demo = store is None and not os.environ.get("GRIDMAP_STORE__URL")
+    if demo and "GRIDMAP_ACCESS__ENABLED" not in os.environ:
+        # The demo city is synthetic (made-up workers, incidents and phone numbers): it is served
+        # open so that `make run` works in a browser. Real stores need keys (gridmap keys).
+        settings.access.enabled = False
+        err.print("gridmap: warning: access control is OFF for the synthetic demo city; with "
+                  "--store (or GRIDMAP_STORE__URL) every route but the lookup needs a key "
+                  "(gridmap keys create)", markup=False)
     with err.status(f"opening {settings.store.url}…"):
         application = create_app(settings, demo=demo)
     uvicorn.run(application, host=host, port=port, log_level="info", access_log=access_log)
 
+
+
+# -- API keys -----------------------------------------------------------------------------------
+
+keys_app = typer.Typer(help="API keys: create (printed once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+@_one_line_errors
+def keys_create(
+    role: Annotated[str, typer.Option(help="reporter, worker, supervisor, planner or admin")],
+    unit: Annotated[Optional[str], typer.Option(help="code of the unit it governs (a worker: "
+                                                     "grid code(s), comma-separated)")] = None,
+    name: Annotated[str, typer.Option(help="who holds it (recorded in incident trails)")] = "",
+    store: StoreOpt = None,
+) -> None:
+    """Create a key and print it once: only its hash is stored, it cannot be shown again."""
+    from gridmap.access import issue_key
+    from gridmap.versions import open_configured
+
+    target = open_configured(_settings(store).store.url)
+    try:
+        token, key = issue_key(target, role, unit, name)
+    finally:
+        target.close()
+    err.print(f"key {key.id}: {key.role}" + (f" of {key.unit}" if key.unit else "")
+              + " — keep it now, it is not shown again:", markup=False)
+    out.print(token, markup=False)
+
+
+@keys_app.command("list")
+@_one_line_errors
+def keys_list(store: StoreOpt = None) -> None:
+    """Every key (id, role, unit, name, dates, the first characters): never the key itself."""
+    from gridmap.versions import open_configured
+
+    target = open_configured(_settings(store).store.url)
+    try:
+        found = target.list_keys()
+    finally:
+        target.close()
+    table = Table("id", "role", "unit", "name", "starts", "created", "revoked")
+    for k in found:
+        table.add_row(str(k.id), k.role, k.unit or "", k.name, k.prefix + "…",
+                      k.created_at.isoformat(timespec="seconds"),
+                      k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+@_one_line_errors
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(metavar="ID", help="the key's id (gridmap keys list)")],
+    store: StoreOpt = None,
+) -> None:
+    """Revoke a key: it is refused (401) from the next request on."""
+    from gridmap.versions import open_configured
+
+    target = open_configured(_settings(store).store.url)
+    try:
+        key = target.revoke_key(key_id)
+    finally:
+        target.close()
+    out.print(f"revoked key {key.id} ({key.role}{' of ' + key.unit if key.unit else ''})",
+              markup=False)
 
 
 @app.command()

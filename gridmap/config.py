@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gridmap.incidents import IncidentSettings
 
 __all__ = ["HouseholdBand", "ValidationOptions", "StoreSettings", "LookupSettings", "MapSettings",
-           "StationSettings", "UploadSettings", "Settings"]
+           "StationSettings", "UploadSettings", "AccessSettings", "Settings"]
 
 
 class HouseholdBand(BaseModel):
@@ -137,6 +137,20 @@ class UploadSettings(BaseModel):
     json_max_depth: int = Field(64, ge=8, description="nesting of JSON (GeoJSON needs about 6)")
 
 
+class AccessSettings(BaseModel):
+    """Access control (:mod:`gridmap.access`): API keys with a role and a unit.
+
+    On by default (secure by default): every route but the landing page, ``/conformance``, the
+    Open311 service list and — with ``public_lookup`` — the lookup and the boundaries needs
+    ``Authorization: Bearer KEY``. ``GRIDMAP_ACCESS__ENABLED=false`` switches it off (everything
+    open, as for the synthetic demo city); ``GRIDMAP_ACCESS__PUBLIC_LOOKUP=false`` makes the
+    lookup and the boundaries key-only too.
+    """
+
+    enabled: bool = Field(True, description="require API keys (false: everything is open)")
+    public_lookup: bool = Field(True, description="lookup and boundaries open without a key")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRIDMAP_", env_nested_delimiter="__")
 
@@ -147,3 +161,4 @@ class Settings(BaseSettings):
     incidents: IncidentSettings = IncidentSettings()
     stations: StationSettings = StationSettings()
     uploads: UploadSettings = UploadSettings()
+    access: AccessSettings = AccessSettings()

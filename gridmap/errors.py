@@ -33,6 +33,10 @@ __all__ = [
     "GridNotFound",
     "InputTooLarge",
     "NestingTooDeep",
+    "Unauthorized",
+    "Forbidden",
+    "OutsideUnit",
+    "KeyNotFound",
 ]
 
 
@@ -170,3 +174,24 @@ class InputTooLarge(InputError):
 
 class NestingTooDeep(InputError):
     """JSON nested deeper than any boundary file needs (refused before a parser recurses into it)."""
+
+
+class Unauthorized(GridmapError):
+    """No API key, or one that is unknown or revoked (HTTP 401 with ``WWW-Authenticate: Bearer``)."""
+
+    status = 401
+
+
+class Forbidden(GridmapError):
+    """The key's role may not do this at all (HTTP 403)."""
+
+    status = 403
+
+
+class OutsideUnit(NotFound):
+    """The object exists but lies outside the key's unit: answered as not found (HTTP 404), so
+    that its existence does not leak."""
+
+
+class KeyNotFound(NotFound):
+    """No API key with that id."""

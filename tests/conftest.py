@@ -12,6 +12,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+# Access control is on by default (secure by default); the tests of everything else call the
+# routes without keys, so it is off for the session — set before any Settings is built, and
+# inherited by the servers tests start in subprocesses. tests/test_access.py switches it on.
+os.environ.setdefault("GRIDMAP_ACCESS__ENABLED", "false")
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"

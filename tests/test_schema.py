@@ -20,10 +20,23 @@ from serving import demo_store
 EXAMPLES = 20
 
 
+#: An admin key, sent with every generated request: access control is on here (as it is by
+#: default), so schemathesis also checks that requests without it, or with a made-up one, are
+#: refused with 401 as the document's security schemes say.
+KEY: dict[str, str] = {}
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
+    from gridmap.access import issue_key
+    from gridmap.store import open_store
+
     config = Settings()
     config.store.url = str(demo_store(tmp_path_factory.mktemp("schema")))
+    config.access.enabled = True
+    store = open_store(config.store.url)
+    KEY["Authorization"] = "Bearer " + issue_key(store, "admin", None, "schemathesis")[0]
+    store.close()
     return create_app(config)
 
 
@@ -33,6 +46,18 @@ def api_schema(app):
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schemathesis.auth()
+class AdminKey:
+    """The admin key as schemathesis's auth: applied to generated requests, left off those that
+    test what a request without it (or with a made-up one) gets."""
+
+    def get(self, case, context):
+        return KEY["Authorization"]
+
+    def set(self, case, data, context):
+        case.headers = {**(case.headers or {}), "Authorization": data}
 
 
 # Checks left out, and why (every other built-in check runs):

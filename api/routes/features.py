@@ -13,8 +13,9 @@ import shapely
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ServiceDep, VersionDep
+from api.deps import ReaderDep, ServiceDep, VersionDep
 from api.problems import responses
+from gridmap.access import mask_phones
 from gridmap.store.base import STORE_LAYERS
 
 router = APIRouter(tags=["OGC API – Features"])
@@ -82,8 +83,12 @@ def _extent(service, version: int, level: str):
     return [round(v, 7) for v in layer.total_bounds]
 
 
-@router.get("/collections", summary="The layers", responses=responses(404, 422))
-def collections(request: Request, service: ServiceDep, version: VersionDep) -> dict:
+_READ = (401, 403)  # only when GRIDMAP_ACCESS__PUBLIC_LOOKUP=false
+
+
+@router.get("/collections", summary="The layers", responses=responses(*_READ, 404, 422))
+def collections(request: Request, service: ServiceDep, version: VersionDep,
+                reader: ReaderDep) -> dict:
     base = _base(request)
     return {
         "links": [{"href": f"{base}/collections", "rel": "self", "type": "application/json"}],
@@ -99,9 +104,10 @@ def _level(collection_id: str) -> str:
     return collection_id
 
 
-@router.get("/collections/{collection_id}", summary="One layer", responses=responses(404))
+@router.get("/collections/{collection_id}", summary="One layer",
+            responses=responses(*_READ, 404))
 def collection(collection_id: str, request: Request, service: ServiceDep,
-               version: VersionDep) -> dict:
+               version: VersionDep, reader: ReaderDep) -> dict:
     level = _level(collection_id)
     return _collection(_base(request), level, _extent(service, version.id, level))
 
@@ -126,14 +132,18 @@ def _features(frame) -> list[dict]:
     props = [c for c in frame.columns if c != frame.geometry.name and c != "version"]
     geometries = shapely.to_geojson(frame.geometry.values)
     records = json.loads(frame[props].to_json(orient="records", force_ascii=False))
+    for rec in records:  # a worker's name is public by design; a phone number in it is not
+        if rec.get("worker"):
+            rec["worker"] = mask_phones(rec["worker"])
     return [{"type": "Feature", "id": rec.get("code"), "geometry": json.loads(g),
              "properties": rec} for rec, g in zip(records, geometries)]
 
 
 @router.get("/collections/{collection_id}/items", summary="Features of a layer",
-            response_class=JSONResponse, responses=responses(400, 404))
+            response_class=JSONResponse, responses=responses(*_READ, 400, 404))
 def items(
     collection_id: str, request: Request, service: ServiceDep, version: VersionDep,
+    reader: ReaderDep,
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -164,9 +174,9 @@ def _with(base: str, query: dict, **changes) -> str:
 
 
 @router.get("/collections/{collection_id}/items/{code}", summary="One feature by its code",
-            response_class=JSONResponse, responses=responses(404))
+            response_class=JSONResponse, responses=responses(*_READ, 404))
 def item(collection_id: str, code: str, request: Request, service: ServiceDep,
-         version: VersionDep):
+         version: VersionDep, reader: ReaderDep):
     level = _level(collection_id)
     frame = service.store.get_feature(level, version.id, code)
     feature = _features(frame)[0]

@@ -19,12 +19,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ServiceDep
+from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep
 from api.problems import problem, responses
-from gridmap.errors import InputError
+from gridmap import access
+from gridmap.access import Principal
+from gridmap.errors import Forbidden, InputError
 from gridmap.store.base import STORE_LAYERS
 
-router = APIRouter(tags=["Plans"])
+router = APIRouter(tags=["Plans"], dependencies=NEEDS_KEY)
 
 Level = Literal[STORE_LAYERS]  # type: ignore[valid-type]
 
@@ -44,9 +46,13 @@ class UnsupportedUpload(InputError):
 
 @router.post("/imports", status_code=201, response_model=Imported,
              summary="Upload a layer (zipped shapefile, GeoJSON, GeoPackage) into a new plan",
-             responses=responses(400, 404, 413, 415, 422, 503))
+             description="A planner (not an admin) may import the grid level only, and only a "
+             "layer whose changes against the active map all lie in their unit (a layer replaces "
+             "the whole level): anything else is refused with 403 and nothing is kept.",
+             responses=responses(*AUTH, 400, 404, 413, 415, 422, 503))
 async def upload(
     service: ServiceDep,
+    principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="a .zip (shapefile), .geojson/.json or .gpkg")],
     level: Annotated[Level, Form(description="the level the layer replaces in the plan")],
     layer: Annotated[str | None, Form(max_length=200, description="layer name in a GeoPackage")]
@@ -56,6 +62,9 @@ async def upload(
     accept_warnings: Annotated[bool, Form(description="import even with warnings (never with "
                                           "errors)")] = False,
 ):
+    access.check(principal, "plan")
+    if not principal.everything and level != "grid":
+        raise Forbidden(f"a {principal.role} key may import grids only, not the {level} level")
     suffix = PurePosixPath(file.filename or "").suffix.lower()
     from gridmap.uploads import SUFFIXES
 
@@ -63,14 +72,14 @@ async def upload(
         raise UnsupportedUpload(f"{(file.filename or 'the file')[:100]}: send a "
                                 f"{', '.join(SUFFIXES)} file")
     result = await run_in_threadpool(_import, service, file, suffix, level, layer, crs,
-                                     accept_warnings)
+                                     accept_warnings, principal)
     if isinstance(result, JSONResponse):
         return result
     return JSONResponse(result.model_dump(), status_code=201)
 
 
 def _import(service, file: UploadFile, suffix: str, level: str, layer: str | None,
-            crs: str | None, accept_warnings: bool):
+            crs: str | None, accept_warnings: bool, principal: Principal):
     from gridmap import uploads
     from gridmap.io import read_layer
     from gridmap.versions import check_import
@@ -105,9 +114,21 @@ def _import(service, file: UploadFile, suffix: str, level: str, layer: str | Non
                        f"{_counts(summary)}; nothing was written", type_="/problems/layer-refused",
                        report=report.to_dict())
     version = service.store.new_draft({level: frame}, note=f"{level} from {name} (upload)")
+    _keep_inside(service, principal, version.id)
     return Imported(plan=version.id, level=level, features=len(frame),
                     crs=str(frame.attrs.get("crs_label", frame.crs)),
                     summary=report.summary() if report is not None else None, warnings=warnings)
+
+
+def _keep_inside(service, principal: Principal, plan: int) -> None:
+    """Discard the new plan (and refuse) when it changes communities outside the caller's unit."""
+    if principal.everything:
+        return
+    outside = [c for c in access.plan_codes(service.store, plan) if not principal.covers(c)]
+    if outside:
+        service.store.discard_draft(plan)
+        raise Forbidden(f"the layer changes {len(outside)} features outside your unit "
+                        f"({', '.join(outside[:5])}); nothing was kept")
 
 
 def _counts(summary: dict) -> str:

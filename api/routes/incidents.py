@@ -10,15 +10,18 @@ import csv
 import datetime as dt
 import io
 import re
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from pydantic import BaseModel, BeforeValidator, Field
 
-from api.deps import ServiceDep
+from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep
 from api.problems import responses
 from api.service import Service
-from gridmap.errors import InputError, VersionNotFound
+from gridmap import access
+from gridmap.access import OPEN, Principal
+from gridmap.errors import Forbidden, InputError, VersionNotFound
 from gridmap.incidents import Actor, Incident, Role, allowed_moves, is_overdue
 from gridmap.store import workflow
 from gridmap.store.records import COUNT_BY, IncidentQuery
@@ -35,7 +38,7 @@ def _iso_only(value):
 #: A date-time query parameter: ISO 8601 only.
 IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_only)]
 
-router = APIRouter(tags=["Incidents"])
+router = APIRouter(tags=["Incidents"], dependencies=NEEDS_KEY)
 
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 _CSV = ("id", "status", "level", "category", "description", "lon", "lat", "reported_at",
@@ -73,9 +76,13 @@ class ReassignIn(BaseModel):
 IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
-def incident_json(incident: Incident, now: dt.datetime | None = None) -> dict:
-    """The answer for one incident (also what ``GET /incidents`` lists)."""
+def incident_json(incident: Incident, now: dt.datetime | None = None,
+                  principal: Principal = OPEN) -> dict:
+    """The answer for one incident (also what ``GET /incidents`` lists); the reporter's contact
+    only for those who need it (:func:`gridmap.access.sees_contact`)."""
     now = now or dt.datetime.now(dt.UTC)
+    if not access.sees_contact(principal, incident.grid_code):
+        incident = access.without_contact(incident)
     grid = None if incident.grid_code is None else {
         "code": incident.grid_code, "name": incident.grid_name, "worker": incident.worker}
 
@@ -152,47 +159,77 @@ Limit = Annotated[int, Query(ge=0, le=10_000)]
 Offset = Annotated[int, Query(ge=0)]
 
 
+#: Answers of routes that read incidents: 404 also for an incident outside the caller's unit.
+_READ = responses(*AUTH, 404, 422, 503)
+
+
+def _scoped(query: IncidentQuery, principal: Principal) -> IncidentQuery:
+    access.check(principal, "read_incidents")
+    return replace(query, within=access.scope(principal))
+
+
+def _mine(service: Service, principal: Principal, action: str, incident_id: int) -> Incident:
+    """The incident, when ``principal`` may do ``action`` on it (401/403, 404 outside)."""
+    access.check(principal, action)
+    incident = service.store.get_incident(incident_id)
+    access.check(principal, action, incident.grid_code, what=f"incident {incident_id}")
+    return incident
+
+
+def _actor(principal: Principal, name: str, role: Role) -> Actor:
+    """Who the trail records: the key's name (the request's ``actor`` only with access off), in
+    a workflow role the key may act as."""
+    if principal is OPEN:
+        return Actor(name, role)
+    if str(role) not in access.workflow_roles(principal):
+        raise Forbidden(f"a {principal.role} key may not act as {role}")
+    return Actor(principal.name, role)
+
+
 @router.post("/incidents", status_code=201, summary="Report an incident: routed to its grid",
-             responses=responses(409, 422, 503))
-def create(body: IncidentIn, service: ServiceDep, response: Response,
+             responses=responses(*AUTH, 409, 422, 503))
+def create(body: IncidentIn, service: ServiceDep, response: Response, principal: PrincipalDep,
            idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> dict:
+    access.check(principal, "report")
     incident, created = workflow.report(
         service.store, _index(service), lon=body.lon, lat=body.lat, crs=body.crs,
         category=body.category, description=body.description, photo_url=body.photo_url,
         contact=body.contact, idempotency_key=idempotency_key, settings=service.settings.incidents)
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/incidents/{incident.id}"
-    return incident_json(incident)
+    return incident_json(incident, principal=principal)
 
 
 @router.get("/incidents", summary="Incidents matching the filters, a page at a time",
-            responses=responses(422, 503))
-def list_(service: ServiceDep, query: FiltersDep, limit: Limit = 100, offset: Offset = 0) -> dict:
-    found, total = service.store.query_incidents(query, limit=limit, offset=offset)
+            responses=responses(*AUTH, 422, 503))
+def list_(service: ServiceDep, query: FiltersDep, principal: PrincipalDep, limit: Limit = 100,
+          offset: Offset = 0) -> dict:
+    found, total = service.store.query_incidents(_scoped(query, principal), limit=limit,
+                                                 offset=offset)
     now = dt.datetime.now(dt.UTC)
     return {"total": total, "limit": limit, "offset": offset,
-            "incidents": [incident_json(i, now) for i in found]}
+            "incidents": [incident_json(i, now, principal) for i in found]}
 
 
 @router.get("/incidents/counts", summary="How many incidents per grid (or community, street…)",
-            responses=responses(422, 503))
-def counts(service: ServiceDep, query: FiltersDep,
+            responses=responses(*AUTH, 422, 503))
+def counts(service: ServiceDep, query: FiltersDep, principal: PrincipalDep,
            by: Annotated[str, Query(description=", ".join(COUNT_BY))] = "grid") -> dict:
-    found = service.store.count_incidents(query, by=by)
+    found = service.store.count_incidents(_scoped(query, principal), by=by)
     return {"by": by, "total": sum(found.values()), "none": found.pop(None, 0),
             "counts": dict(sorted(found.items()))}
 
 
 @router.get("/incidents.csv", summary="The incidents matching the filters as CSV",
-            response_class=Response, responses=responses(422, 503))
-def export(service: ServiceDep, query: FiltersDep) -> Response:
-    found, _ = service.store.query_incidents(query, limit=None)
+            response_class=Response, responses=responses(*AUTH, 422, 503))
+def export(service: ServiceDep, query: FiltersDep, principal: PrincipalDep) -> Response:
+    found, _ = service.store.query_incidents(_scoped(query, principal), limit=None)
     now = dt.datetime.now(dt.UTC)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=_CSV, extrasaction="ignore")
     writer.writeheader()
     for incident in found:
-        row = incident_json(incident, now)
+        row = incident_json(incident, now, principal)
         grid = row["grid"] or {}
         writer.writerow(row | {"grid_code": grid.get("code"), "grid_name": grid.get("name"),
                                "worker": grid.get("worker"),
@@ -206,24 +243,32 @@ def export(service: ServiceDep, query: FiltersDep) -> Response:
 
 
 @router.get("/incidents/{incident_id}", summary="One incident with its whole trail",
-            responses=responses(404, 503))
-def read(incident_id: IncidentId, service: ServiceDep) -> dict:
-    return incident_json(service.store.get_incident(incident_id))
+            responses=_READ)
+def read(incident_id: IncidentId, service: ServiceDep, principal: PrincipalDep) -> dict:
+    return incident_json(_mine(service, principal, "read_incidents", incident_id),
+                         principal=principal)
 
 
 @router.post("/incidents/{incident_id}/transitions", summary="Move an incident on",
-             responses=responses(403, 404, 409, 422, 503))
-def move(incident_id: IncidentId, body: MoveIn, service: ServiceDep) -> dict:
-    changed = workflow.move(service.store, incident_id, body.to, actor=Actor(body.actor, body.role),
-                            note=body.note, revision=body.revision)
-    return incident_json(changed)
+             responses=responses(*AUTH, 404, 409, 422, 503))
+def move(incident_id: IncidentId, body: MoveIn, service: ServiceDep,
+         principal: PrincipalDep) -> dict:
+    _mine(service, principal, "act", incident_id)
+    changed = workflow.move(service.store, incident_id, body.to,
+                            actor=_actor(principal, body.actor, body.role), note=body.note,
+                            revision=body.revision)
+    return incident_json(changed, principal=principal)
 
 
 @router.post("/incidents/{incident_id}/reassign", summary="Hand an incident to another grid",
-             responses=responses(403, 404, 409, 422, 503))
-def reassign(incident_id: IncidentId, body: ReassignIn, service: ServiceDep) -> dict:
+             responses=responses(*AUTH, 404, 409, 422, 503))
+def reassign(incident_id: IncidentId, body: ReassignIn, service: ServiceDep,
+             principal: PrincipalDep) -> dict:
+    _mine(service, principal, "reassign", incident_id)
+    if not principal.covers(body.grid):
+        raise Forbidden(f"grid {body.grid} is outside your unit")
     version = service.resolve()
     changed = workflow.reassign_to(service.store, incident_id, body.grid, version=version.id,
-                                   actor=Actor(body.actor, body.role), note=body.note,
+                                   actor=_actor(principal, body.actor, body.role), note=body.note,
                                    revision=body.revision)
-    return incident_json(changed)
+    return incident_json(changed, principal=principal)

@@ -18,9 +18,18 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import DateQuery, ServiceDep, VersionDep, VersionQuery, version_for
+from api.deps import (
+    DateQuery,
+    ReaderDep,
+    ServiceDep,
+    VersionDep,
+    VersionQuery,
+    principal_for,
+    version_for,
+)
 from api.problems import responses
 from api.service import Service
+from gridmap.access import check
 
 router = APIRouter(tags=["lookup"])
 
@@ -28,7 +37,8 @@ CrsQuery = Annotated[str, Query(description="wgs84, cgcs2000, gcj02, bd09 or EPS
 
 
 @router.get("/lookup", summary="The grid at a point, with its chain and worker",
-            responses=responses(404, 422, 503))
+            description="Open to anybody unless GRIDMAP_ACCESS__PUBLIC_LOOKUP=false (then any key).",
+            responses=responses(401, 404, 422, 503))
 async def lookup_one(
     request: Request,
     lon: Annotated[float, Query(description="longitude (or x in the given CRS)")],
@@ -44,6 +54,11 @@ async def lookup_one(
     # ~50 µs solving each), and the answer is serialised here rather than by FastAPI's
     # response-model machinery.
     service: Service = request.app.state.service
+    access = service.settings.access
+    if access.enabled and (not access.public_lookup or "authorization" in request.headers):
+        principal = await principal_for(request, service)  # a key sent is checked: 401 if bad
+        if not access.public_lookup:
+            check(principal, "lookup")
     version = await version_for(service, version, date)
     index = service.cached_index(version)
     if index is None:
@@ -69,13 +84,14 @@ def _plain(value):
 
 
 @router.post("/lookup", summary="The grids of many points at once",
-             responses=responses(400, 404, 413, 415, 422, 503),
+             description="Open to anybody unless GRIDMAP_ACCESS__PUBLIC_LOOKUP=false (then any "
+             "key).", responses=responses(400, 401, 404, 413, 415, 422, 503),
              openapi_extra={"requestBody": {"content": {
                  "application/json": {"schema": {"type": "object"}},
                  "application/geo+json": {"schema": {"type": "object"}},
                  "text/csv": {"schema": {"type": "string"}}}}})
-async def lookup_many(request: Request, service: ServiceDep, version: VersionDep,
-                      crs: CrsQuery | None = None) -> dict:
+async def lookup_many(request: Request, service: ServiceDep, reader: ReaderDep,
+                      version: VersionDep, crs: CrsQuery | None = None) -> dict:
     limit = service.settings.lookup.batch_limit
     body = await _read_body(request, service.settings.lookup.body_limit_bytes)
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip()

@@ -15,11 +15,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from api.deps import ServiceDep, VersionDep
+from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep, VersionDep
 from api.problems import responses
+from gridmap import access
+from gridmap.access import OPEN, Principal
 from gridmap.store.base import STORE_LAYERS
 
-router = APIRouter(tags=["Maps"])
+router = APIRouter(tags=["Maps"], dependencies=NEEDS_KEY)
 
 UnitQuery = Annotated[str, Query(min_length=1, max_length=32,
                                  description="code of a city, district, street or community")]
@@ -42,68 +44,80 @@ def _layers(service, version: int) -> dict:
     return layers
 
 
-def _unit(service, version, code: str):
+def _unit(service, version, code: str, principal: Principal = OPEN, action: str = "view"):
+    """The unit asked for, when it lies in the caller's (401/403, else 404 as if absent)."""
     from gridmap.maps import select_unit
 
+    access.check(principal, action, code, what=f"unit {code}")
     return select_unit(_layers(service, version.id), code,
                        max_grids=service.settings.maps.max_grids)
 
 
-def _incidents(service, unit):
+def _incidents(service, unit, principal: Principal = OPEN):
+    """The incidents drawn on a page: those of the caller's unit (by the grid each was routed
+    to, as the incident lists cut them), none for a role that does not read incidents."""
     from gridmap.maps import read_points, within
 
-    return within(read_points("incident", service.store, bbox=unit.bounds), unit)
+    found = read_points("incident", service.store, bbox=unit.bounds)
+    scope = access.scope(principal)
+    if not access.may(principal, "read_incidents"):
+        found = found.iloc[:0]
+    elif scope is not None:
+        codes = found["grid_code"].fillna("").astype(str) if "grid_code" in found else None
+        found = found[codes.str.startswith(scope)] if codes is not None else found.iloc[:0]
+    return within(found, unit)
 
 
-_PAGE = {"response_class": HTMLResponse, "responses": responses(404, 422)}
+_PAGE = {"response_class": HTMLResponse, "responses": responses(*AUTH, 404, 422)}
 
 
 @router.get("/maps/coverage", summary="Grids coloured by households against the target", **_PAGE)
-def coverage(unit: UnitQuery, service: ServiceDep, version: VersionDep):
+def coverage(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep):
     from gridmap.maps import coverage_map
 
-    chosen = _unit(service, version, unit)
-    return HTMLResponse(coverage_map(chosen, incidents=_incidents(service, chosen),
+    chosen = _unit(service, version, unit, principal)
+    return HTMLResponse(coverage_map(chosen, incidents=_incidents(service, chosen, principal),
                                      settings=service.settings.maps,
                                      options=service.settings.validation))
 
 
 @router.get("/maps/problems", summary="The validation report of a unit on a map", **_PAGE)
-def problems(unit: UnitQuery, service: ServiceDep, version: VersionDep):
+def problems(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep):
     from gridmap.maps import problems_map, unit_report
 
-    chosen = _unit(service, version, unit)
+    chosen = _unit(service, version, unit, principal)
     report = unit_report(chosen, service.settings.validation)
     return HTMLResponse(problems_map(chosen, report, settings=service.settings.maps))
 
 
 @router.get("/maps/incidents", summary="Incidents: clusters, heat and open ones per grid", **_PAGE)
-def incidents(unit: UnitQuery, service: ServiceDep, version: VersionDep,
+def incidents(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep,
               days: Annotated[int | None, Query(ge=1, le=3660, description="only the last N days")] = None,
               as_of: Annotated[dt.date | None, Query(description="count days back from this day")] = None):
     from gridmap.maps import incidents_map
 
-    chosen = _unit(service, version, unit)
-    return HTMLResponse(incidents_map(chosen, _incidents(service, chosen), days=days, as_of=as_of,
+    chosen = _unit(service, version, unit, principal, "read_incidents")
+    return HTMLResponse(incidents_map(chosen, _incidents(service, chosen, principal), days=days,
+                                      as_of=as_of,
                                       settings=service.settings.maps))
 
 
 @router.get("/maps/stations", summary="Service stations and their 15-minute circles", **_PAGE)
-def stations(unit: UnitQuery, service: ServiceDep, version: VersionDep):
+def stations(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep):
     from gridmap.maps import read_points, stations_map
 
-    chosen = _unit(service, version, unit)
+    chosen = _unit(service, version, unit, principal)
     return HTMLResponse(stations_map(chosen, read_points("station", service.store),
                                      settings=service.settings.maps))
 
 
 @router.get("/dashboard", summary="Per street and community: grids, workers, incidents", **_PAGE)
-def dashboard(unit: UnitQuery, service: ServiceDep, version: VersionDep,
+def dashboard(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep,
               as_of: Annotated[dt.date | None, Query(description="overdue as of this day")] = None):
     from gridmap.maps import dashboard_page, read_points
 
-    chosen = _unit(service, version, unit)
-    return HTMLResponse(dashboard_page(chosen, _incidents(service, chosen),
+    chosen = _unit(service, version, unit, principal)
+    return HTMLResponse(dashboard_page(chosen, _incidents(service, chosen, principal),
                                        read_points("station", service.store), as_of=as_of,
                                        settings=service.settings.maps,
                                        options=service.settings.validation))

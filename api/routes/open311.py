@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from typing import Annotated
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ServiceDep
+from api.deps import OptionalPrincipalDep, PrincipalDep, ServiceDep
 from api.routes.incidents import IsoDateTime, _index, _utc, parse_bbox
-from gridmap.errors import GridmapError, IncidentNotFound, InputError
+from gridmap import access
+from gridmap.errors import GridmapError, InputError, NotFound, Unauthorized
 from gridmap.incidents import Incident, Status
 from gridmap.store import workflow
 from gridmap.store.records import IncidentQuery
@@ -86,10 +88,11 @@ def services(service: ServiceDep) -> list[dict]:
             for code in sorted(hours)]
 
 
-@router.get("/requests.json", summary="Service requests matching the filters",
-            responses=_errors(400))
+@router.get("/requests.json", summary="Service requests matching the filters (in the key's unit)",
+            responses=_errors(400, 401, 403))
 def requests_(
     service: ServiceDep,
+    principal: PrincipalDep,
     service_request_id: Annotated[str | None, Query(description="ids, comma-separated")] = None,
     service_code: Annotated[str | None, Query(description="codes, comma-separated")] = None,
     start_date: Annotated[IsoDateTime | None, Query()] = None,
@@ -97,11 +100,13 @@ def requests_(
     status: Annotated[str | None, Query(description="open, closed or both, comma-separated")] = None,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (an extension)")] = None,
 ):
+    access.check(principal, "read_incidents")
     try:
         query = _query(service_request_id, service_code, _utc(start_date), _utc(end_date),
                        status, bbox)
     except GridmapError as exc:
         return _error(400, exc.detail)
+    query = replace(query, within=access.scope(principal))
     found, _ = service.store.query_incidents(query, limit=_LIMIT)
     return [request_json(i) for i in found]
 
@@ -124,28 +129,40 @@ def _query(ids, codes, start, end, status, bbox) -> IncidentQuery:
                          if codes else None, since=start, until=end, bbox=parse_bbox(bbox))
 
 
-@router.get("/requests/{request_id}.json", summary="One service request",
-            responses=_errors(404))
-def request_one(request_id: str, service: ServiceDep):
+@router.get("/requests/{request_id}.json", summary="One service request (in the key's unit)",
+            responses=_errors(401, 403, 404))
+def request_one(request_id: str, service: ServiceDep, principal: PrincipalDep):
+    access.check(principal, "read_incidents")
     if not request_id.isdigit():
         return _error(404, f"no service request {request_id[:40]}")
     try:
-        return [request_json(service.store.get_incident(int(request_id)))]
-    except IncidentNotFound as exc:
+        incident = service.store.get_incident(int(request_id))
+        access.check(principal, "read_incidents", incident.grid_code,
+                     what=f"service request {request_id}")
+    except NotFound as exc:
         return _error(404, exc.detail)
+    return [request_json(incident)]
 
 
 @router.post("/requests.json", summary="Report: form-encoded, as Open311 clients send it",
-             status_code=201, responses=_errors(400, 404, 409, 503),
+             status_code=201, responses=_errors(400, 401, 403, 404, 409, 503),
              openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {
                  "schema": {"type": "object", "required": ["service_code", "lat", "long"],
                             "properties": {k: {"type": "string"} for k in (
                                 "service_code", "lat", "long", "description", "media_url",
-                                "email", "phone", "first_name", "last_name")}}}}}})
-async def create(request: Request, service: ServiceDep):
+                                "email", "phone", "first_name", "last_name", "api_key")}}}}}})
+async def create(request: Request, service: ServiceDep, principal: OptionalPrincipalDep):
     form = await _form(request)
     if form is None:
         return _error(400, "send the request form-encoded (application/x-www-form-urlencoded)")
+    if principal.role is None and form.get("api_key"):  # GeoReport v2 sends its key in the form
+        from starlette.concurrency import run_in_threadpool
+
+        principal = await run_in_threadpool(access.find_principal, service.store,
+                                            form["api_key"])
+        if principal is None:
+            raise Unauthorized("the API key is unknown or revoked")
+    access.check(principal, "report")
     missing = [k for k in ("service_code", "lat", "long") if not form.get(k)]
     if missing:
         return _error(400, f"missing {', '.join(missing)}")

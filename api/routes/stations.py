@@ -11,11 +11,13 @@ import shapely
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from api.deps import ServiceDep, VersionDep
+from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep, VersionDep
 from api.problems import responses
+from gridmap import access
+from gridmap.errors import Forbidden
 from gridmap.store.records import STATION_KINDS
 
-router = APIRouter(tags=["Stations"])
+router = APIRouter(tags=["Stations"], dependencies=NEEDS_KEY)
 
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
@@ -38,8 +40,11 @@ def _features(frame: gpd.GeoDataFrame) -> dict:
 
 
 @router.post("/stations", status_code=201, summary="Register a service station",
-             responses=responses(409, 422, 503))
-def register(body: StationIn, service: ServiceDep) -> dict:
+             responses=responses(*AUTH, 409, 422, 503))
+def register(body: StationIn, service: ServiceDep, principal: PrincipalDep) -> dict:
+    access.check(principal, "plan")
+    if not principal.covers(body.unit_code):
+        raise Forbidden("a station you register must serve a unit inside yours (unit_code)")
     from gridmap.lookup.coords import to_wgs84_point
     from gridmap.stations import check_stations
 
@@ -53,14 +58,18 @@ def register(body: StationIn, service: ServiceDep) -> dict:
 
 
 @router.get("/stations", summary="Registered stations as GeoJSON, with size warnings",
-            responses=responses(422, 503))
-def list_(service: ServiceDep,
+            responses=responses(*AUTH, 422, 503))
+def list_(service: ServiceDep, principal: PrincipalDep,
           unit: Annotated[str | None, Query(max_length=32, description="stations serving this "
                                             "unit or one beneath it")] = None,
           kind: Annotated[str | None, Query(description=", ".join(STATION_KINDS))] = None) -> dict:
     from gridmap.stations import check_stations
 
+    access.check(principal, "view")
     frame = service.store.read_stations()
+    scope = access.scope(principal)
+    if scope is not None:  # the stations serving the caller's unit or one beneath it
+        frame = frame[frame["unit_code"].fillna("").astype(str).str.startswith(scope)]
     if unit is not None:
         frame = frame[frame["unit_code"].fillna("").str.startswith(unit)]
     if kind is not None:
@@ -73,13 +82,13 @@ def list_(service: ServiceDep,
             "there is one, else straight-line circles; `service_area` says which (`network` with "
             "minutes and speed, or `straight_line` with the radius). A road layer the service "
             "cannot read answers 503 naming the file.",
-            responses=responses(404, 422, 503))
-def coverage(service: ServiceDep, version: VersionDep,
+            responses=responses(*AUTH, 404, 422, 503))
+def coverage(service: ServiceDep, version: VersionDep, principal: PrincipalDep,
              unit: Annotated[str, Query(min_length=1, max_length=32)]) -> dict:
     from api.routes.maps import _unit
     from gridmap.stations import cached_network, unit_coverage
 
-    chosen = _unit(service, version, unit)
+    chosen = _unit(service, version, unit, principal)
     walk = service.settings.stations
     roads = cached_network(walk.roads, walk.roads_layer) if walk.roads else None
     answer = unit_coverage(chosen, service.store.read_stations(), straight_m=walk.straight_m,

@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import geopandas as gpd
 
+from gridmap.access import ApiKey
 from gridmap.incidents import Incident
 from gridmap.store.records import IncidentQuery
 
@@ -141,6 +142,20 @@ class Store(Protocol):
 
     def read_stations(self) -> gpd.GeoDataFrame:
         """Every registered station, in code order, EPSG:4326."""
+
+    # -- API keys (gridmap.access): hashes only, never the tokens ------------------------------
+
+    def add_key(self, key: ApiKey) -> ApiKey:
+        """Store a new key (its hash, role, unit, name); the store gives it its id."""
+
+    def find_key(self, hash_: str) -> ApiKey | None:
+        """The key whose token hashes to ``hash_`` (revoked or not), or None."""
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones too, in id order."""
+
+    def revoke_key(self, key_id: int) -> ApiKey:
+        """Revoke a key from now on (revoking twice keeps the first time); KeyNotFound."""
 
     def close(self) -> None:
         """Release files and connections."""

@@ -42,6 +42,7 @@ import shapely
 
 from gridmap.errors import (Conflict, FeatureNotFound, FileUnreadable,
                             StoreUnavailable, VersionNotFound)
+from gridmap.access import ApiKey
 from gridmap.incidents import Incident
 from gridmap.store import recordsql
 from gridmap.store.records import IncidentQuery, station_rows, stations_frame
@@ -81,6 +82,13 @@ VALUES ('gridmap_version', 'attributes', 'gridmap_version', 'gridmap boundary ve
        ('gridmap_meta', 'attributes', 'gridmap_meta', 'gridmap store schema');
 """
 
+
+# Not registered in gpkg_contents: QGIS and GDAL do not list it (it holds no map data).
+_KEYS = """
+CREATE TABLE IF NOT EXISTS api_key (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, hash TEXT NOT NULL UNIQUE, prefix TEXT NOT NULL,
+    role TEXT NOT NULL, unit TEXT, name TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL,
+    revoked_at TEXT)"""
 
 _RECORDS = """
 CREATE TABLE IF NOT EXISTS incident (
@@ -318,6 +326,36 @@ class GeoPackageStore:
     def read_stations(self) -> gpd.GeoDataFrame:
         with self._records() as cur:
             return stations_frame([] if cur is None else recordsql.select_stations(cur, _SQLITE))
+
+    # -- API keys (gridmap.access): a table written in place, like the incidents -------------
+
+    def add_key(self, key: ApiKey) -> ApiKey:
+        with self._in_place() as cur:
+            cur.execute(_KEYS)
+            return recordsql.insert_key(cur, _SQLITE, key)
+
+    def find_key(self, hash_: str) -> ApiKey | None:
+        with self._keys() as cur:
+            return None if cur is None else recordsql.find_key(cur, _SQLITE, hash_)
+
+    def list_keys(self) -> list[ApiKey]:
+        with self._keys() as cur:
+            return [] if cur is None else recordsql.select_keys(cur, _SQLITE)
+
+    def revoke_key(self, key_id: int) -> ApiKey:
+        with self._in_place() as cur:
+            cur.execute(_KEYS)
+            return recordsql.revoke_key(cur, _SQLITE, key_id)
+
+    @contextmanager
+    def _keys(self):
+        """A read-only cursor, or None when the file holds no key table yet."""
+        if not self.path.exists():
+            yield None
+            return
+        with self._reading() as con:
+            found = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'api_key'").fetchone()
+            yield con.cursor() if found else None
 
     @contextmanager
     def _in_place(self):

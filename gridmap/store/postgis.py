@@ -32,6 +32,7 @@ import psycopg2.pool
 import shapely
 
 from gridmap.errors import Conflict, FeatureNotFound, StoreUnavailable
+from gridmap.access import ApiKey
 from gridmap.incidents import Incident
 from gridmap.store import recordsql
 from gridmap.store.records import IncidentQuery, station_rows, stations_frame
@@ -65,7 +66,8 @@ _PG = recordsql.Dialect(
     incident="gridmap_incident", trail="gridmap_incident_trail", station="gridmap_station",
     param=lambda n: f"%({n})s",
     bbox=lambda p: f"geom && ST_MakeEnvelope({p('minx')}, {p('miny')}, {p('maxx')}, {p('maxy')}, 4326)",
-    point_sql="ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)", point_args=lambda lon, lat: {})
+    point_sql="ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)", point_args=lambda lon, lat: {},
+    key="gridmap_api_key")
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -264,6 +266,24 @@ class PostGISStore:
     def read_stations(self) -> gpd.GeoDataFrame:
         with self._cursor() as cur:
             return stations_frame(recordsql.select_stations(cur, _PG))
+
+    # -- API keys (schema 4) -------------------------------------------------------------------
+
+    def add_key(self, key: ApiKey) -> ApiKey:
+        with self._cursor() as cur:
+            return recordsql.insert_key(cur, _PG, key)
+
+    def find_key(self, hash_: str) -> ApiKey | None:
+        with self._cursor() as cur:
+            return recordsql.find_key(cur, _PG, hash_)
+
+    def list_keys(self) -> list[ApiKey]:
+        with self._cursor() as cur:
+            return recordsql.select_keys(cur, _PG)
+
+    def revoke_key(self, key_id: int) -> ApiKey:
+        with self._cursor() as cur:
+            return recordsql.revoke_key(cur, _PG, key_id)
 
     def close(self) -> None:
         if not self._pool.closed:

@@ -73,6 +73,8 @@ class IncidentQuery:
     overdue_at: dt.datetime | None = None
     unrouted: bool | None = None
     ids: tuple[int, ...] | None = None
+    #: Access (gridmap.access.scope): only incidents whose grid lies under one of these codes.
+    within: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.status is not None:
@@ -180,6 +182,12 @@ def where_sql(query: IncidentQuery, param: Callable[[str], str],
         u = param("unit")
         parts.append(f"(grid_code = {u} OR community_code = {u} OR street_code = {u} OR "
                      f"district_code = {u} OR substr(grid_code, 1, {param('unit_len')}) = {u})")
+    if query.within is not None:
+        tests = []
+        for i, code in enumerate(query.within):
+            args[f"within{i}"], args[f"within_len{i}"] = code, len(code)
+            tests.append(f"substr(grid_code, 1, {param(f'within_len{i}')}) = {param(f'within{i}')}")
+        parts.append(f"({' OR '.join(tests)})" if tests else "FALSE")
     if query.worker is not None:
         args["worker"] = query.worker
         parts.append(f"worker = {param('worker')}")

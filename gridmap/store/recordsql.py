@@ -8,18 +8,36 @@ GeoPackage, under its write lock).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from gridmap.errors import (Conflict, IdempotencyKeyReused, IncidentNotFound, InputError,
-                            RevisionConflict)
+from gridmap.access import ApiKey
+from gridmap.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    IncidentNotFound,
+    InputError,
+    KeyNotFound,
+    RevisionConflict,
+)
 from gridmap.incidents import Incident
-from gridmap.store.records import (COUNT_BY, INCIDENT_COLUMNS, STATION_COLUMNS, TRAIL_COLUMNS,
-                                   IncidentQuery, incident_from, incident_row, trail_rows,
-                                   where_sql)
+from gridmap.store.records import (
+    COUNT_BY,
+    INCIDENT_COLUMNS,
+    STATION_COLUMNS,
+    TRAIL_COLUMNS,
+    IncidentQuery,
+    incident_from,
+    incident_row,
+    iso,
+    trail_rows,
+    where_sql,
+)
 
 __all__ = ["Dialect", "insert_incident", "update_incident", "get_incident", "select_incidents",
-           "count_incidents", "insert_stations", "select_stations"]
+           "count_incidents", "insert_stations", "select_stations", "KEY_COLUMNS", "insert_key",
+           "find_key", "select_keys", "revoke_key"]
 
 _CHUNK = 500  # ids per IN (…) when reading trails: far below SQLite's parameter limit
 
@@ -33,6 +51,7 @@ class Dialect:
     bbox: Callable[[Callable[[str], str]], str]  # the test of ``geom`` against minx … maxy
     point_sql: str  # the SQL of a point from the parameters lon, lat (and geom)
     point_args: Callable[[float, float], dict]
+    key: str = "api_key"  # API keys (gridmap.access): their hashes, never the tokens
 
 
 def _insert(table: str, columns, d: Dialect, extra: dict[str, str] | None = None) -> str:
@@ -170,3 +189,49 @@ def insert_stations(cur, d: Dialect, rows: list[dict]) -> int:
 def select_stations(cur, d: Dialect) -> list[tuple]:
     cur.execute(f"SELECT {', '.join(STATION_COLUMNS)} FROM {d.station} ORDER BY code")
     return cur.fetchall()
+
+
+# -- API keys ------------------------------------------------------------------------------------
+
+KEY_COLUMNS = ("id", "hash", "prefix", "role", "unit", "name", "created_at", "revoked_at")
+
+
+def _key(row) -> ApiKey:
+    values = dict(zip(KEY_COLUMNS, row))
+    for name in ("created_at", "revoked_at"):
+        at = values[name]
+        if isinstance(at, str):
+            at = dt.datetime.fromisoformat(at)
+        values[name] = at
+    return ApiKey(**values)
+
+
+def insert_key(cur, d: Dialect, key: ApiKey) -> ApiKey:
+    row = {"hash": key.hash, "prefix": key.prefix, "role": key.role, "unit": key.unit,
+           "name": key.name, "created_at": iso(key.created_at), "revoked_at": None}
+    cur.execute(_insert(d.key, list(row), d) + " RETURNING id", row)
+    return replace(key, id=int(cur.fetchone()[0]))
+
+
+def find_key(cur, d: Dialect, hash_: str) -> ApiKey | None:
+    cur.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM {d.key} WHERE hash = {d.param('hash')}",
+                {"hash": hash_})
+    row = cur.fetchone()
+    return None if row is None else _key(row)
+
+
+def select_keys(cur, d: Dialect) -> list[ApiKey]:
+    cur.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM {d.key} ORDER BY id")
+    return [_key(r) for r in cur.fetchall()]
+
+
+def revoke_key(cur, d: Dialect, key_id: int) -> ApiKey:
+    """Revoke a key (at once: every request looks its key up); revoking twice keeps the first time."""
+    cur.execute(f"UPDATE {d.key} SET revoked_at = {d.param('at')} WHERE id = {d.param('id')} "
+                f"AND revoked_at IS NULL", {"at": iso(dt.datetime.now(dt.UTC)), "id": int(key_id)})
+    cur.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM {d.key} WHERE id = {d.param('id')}",
+                {"id": int(key_id)})
+    row = cur.fetchone()
+    if row is None:
+        raise KeyNotFound(f"there is no API key {key_id}")
+    return _key(row)
