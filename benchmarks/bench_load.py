@@ -86,6 +86,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Routes that need an API key (access control is on, as in production); lookups and features
+#: are the public map and go without one, on the service's fast path.
+PUBLIC = {"lookup", "lookup_batch", "features"}
+AUTH: dict[str, str] = {}
+
+
+def admin_key(url: str) -> None:
+    """An admin key for the run, issued straight into the store (as `gridmap keys create`)."""
+    from gridmap.access import issue_key
+    from gridmap.store import open_store
+
+    store = open_store(url)
+    token, _ = issue_key(store, "admin", None, "bench_load")
+    with contextlib.suppress(Exception):
+        store.close()
+    AUTH["Authorization"] = f"Bearer {token}"
+
+
 def demo_store(directory: Path) -> str:
     """A GeoPackage store in ``directory`` holding the demo city as published version 1."""
     from gridmap.demo import load_into
@@ -350,6 +368,8 @@ class Client:
             state["issued"] += 1
             kind = self.rng.choices(self.kinds, self.weights)[0]
             method, path, kwargs, expected = self.build(kind)
+            if kind not in PUBLIC:
+                kwargs["headers"] = {**kwargs.get("headers", {}), **AUTH}
             start = time.perf_counter()
             try:
                 r = await self.http.request(method, path, **kwargs)
@@ -399,7 +419,7 @@ def preflight(base: str, work: Workload, candidates: list[dict], wanted: int = 8
     for body in candidates:
         if len(work.previews) >= wanted:
             break
-        r = httpx.post(f"{base}/plans/preview", json=body, timeout=120)
+        r = httpx.post(f"{base}/plans/preview", json=body, timeout=120, headers=AUTH)
         if r.status_code == 200:
             work.previews.append(body)
         else:
@@ -495,6 +515,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         work, candidates = make_workload(args.seed)
         with store_url(args.store, tmp) as url:
+            admin_key(url)
             print(f"store: {args.store} with the demo city, made in {time.perf_counter() - t:.1f} s",
                   flush=True)
             with serving(url, tmp / "serve.log") as (base, proc):

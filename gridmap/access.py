@@ -143,18 +143,20 @@ def may(principal: Principal, action: str, code: str | None = None) -> bool:
 
 
 def check(principal: Principal, action: str, code: str | None = None, *,
-          what: str = "it") -> None:
-    """Raise unless ``may``: 401 for nobody, 403 for a role that may not do this, 404 (``what``
-    was not found) for an object outside the unit."""
+          what: str = "it", missing: Exception | None = None) -> None:
+    """Raise unless ``may``: 401 for nobody, 403 for a role that may not do this, 404 for an
+    object outside the unit — ``missing``, the very error a missing object gets (same type, same
+    words), so that an outsider cannot tell "elsewhere" from "nowhere"."""
     if principal.role is None:
         raise Unauthorized("this needs an API key: send Authorization: Bearer KEY")
     if principal.role not in ACTIONS[action]:
         raise Forbidden(f"a {principal.role} key may not do this")
     if code is not None and not principal.covers(code):
-        raise OutsideUnit(f"there is no {what} in your unit")
+        raise missing if missing is not None else OutsideUnit(f"there is no {what}")
 
 
-def check_all(principal: Principal, action: str, codes, *, what: str = "it") -> None:
+def check_all(principal: Principal, action: str, codes, *, what: str = "it",
+              missing: Exception | None = None) -> None:
     """:func:`check` for an object touching several units (a plan): 404 when none of them is the
     caller's, 403 when some are and others are not."""
     codes = list(codes)
@@ -163,7 +165,7 @@ def check_all(principal: Principal, action: str, codes, *, what: str = "it") -> 
         return
     mine = [c for c in codes if principal.covers(c)]
     if not mine:
-        raise OutsideUnit(f"there is no {what} in your unit")
+        raise missing if missing is not None else OutsideUnit(f"there is no {what}")
     if len(mine) < len(codes):
         others = sorted(set(codes) - set(mine))
         raise Forbidden(f"{what} also changes {', '.join(others[:5])}, outside your unit")

@@ -558,3 +558,28 @@ def test_openapi_declares_the_bearer_scheme():
     assert schema["paths"]["/incidents"]["get"]["security"] == [{"bearer": []}]
     assert {} in schema["paths"]["/lookup"]["get"]["security"]
     assert "security" not in schema["paths"]["/conformance"]["get"]
+
+
+def _anonymised(body, number) -> str:
+    return str(body).replace(str(number), "N")
+
+
+@pytest.mark.parametrize("caller", ["supervisor_out", "worker_out", "planner_out"])
+def test_outside_reads_exactly_like_missing(world, caller):
+    """An outsider cannot tell "in another unit" from "nowhere": same status, type and words."""
+    headers = _headers(world, caller)
+    missing = 2**62
+    here, nowhere = world.incident["id"], missing
+    pairs = [(f"/incidents/{here}", f"/incidents/{nowhere}"),
+             (f"/open311/v2/requests/{here}.json", f"/open311/v2/requests/{nowhere}.json")]
+    if caller == "planner_out":
+        pairs = [(f"/plans/{world.plan}", f"/plans/{missing}"),
+                 (f"/maps/planner?unit={world.community_a}", "/maps/planner?unit=999999999999"),
+                 (f"/maps/coverage?unit={world.street_a}", "/maps/coverage?unit=999999999")]
+    for inside, absent in pairs:
+        a, b = world.client.get(inside, headers=headers), world.client.get(absent, headers=headers)
+        assert a.status_code == b.status_code == (403 if a.status_code == 403 else 404), (inside, a.text)
+        if a.status_code == 404:
+            number_a = inside.split("/")[-1].split(".")[0].split("=")[-1]
+            number_b = absent.split("/")[-1].split(".")[0].split("=")[-1]
+            assert _anonymised(a.json(), number_a) == _anonymised(b.json(), number_b), (a.text, b.text)

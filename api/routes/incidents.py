@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import re
 from dataclasses import replace
 from typing import Annotated
 
@@ -21,7 +20,7 @@ from api.problems import responses
 from api.service import Service
 from gridmap import access
 from gridmap.access import OPEN, Principal
-from gridmap.errors import Forbidden, InputError, VersionNotFound
+from gridmap.errors import Forbidden, IncidentNotFound, InputError, VersionNotFound
 from gridmap.incidents import Actor, Incident, Role, allowed_moves, is_overdue
 from gridmap.store import workflow
 from gridmap.store.records import COUNT_BY, IncidentQuery
@@ -30,7 +29,11 @@ from gridmap.store.records import COUNT_BY, IncidentQuery
 def _iso_only(value):
     # pydantic reads a bare number as a Unix timestamp; a query saying until=0.5 is a mistake,
     # not 1970: dates here are ISO 8601 as documented.
-    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+(\.\d*)?\s*", value):
+    if isinstance(value, str):
+        try:
+            float(value)  # 12, 0.5, 2e-311, nan, inf: all numbers to pydantic
+        except ValueError:
+            return value
         raise ValueError("expected an ISO 8601 date-time such as 2025-03-01T08:00:00Z, not a number")
     return value
 
@@ -172,7 +175,8 @@ def _mine(service: Service, principal: Principal, action: str, incident_id: int)
     """The incident, when ``principal`` may do ``action`` on it (401/403, 404 outside)."""
     access.check(principal, action)
     incident = service.store.get_incident(incident_id)
-    access.check(principal, action, incident.grid_code, what=f"incident {incident_id}")
+    access.check(principal, action, incident.grid_code, what=f"incident {incident_id}",
+                 missing=IncidentNotFound(f"there is no incident {incident_id}"))
     return incident
 
 

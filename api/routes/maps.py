@@ -19,6 +19,7 @@ from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep, VersionDep
 from api.problems import responses
 from gridmap import access
 from gridmap.access import OPEN, Principal
+from gridmap.maps.units import unit_not_found
 from gridmap.store.base import STORE_LAYERS
 
 router = APIRouter(tags=["Maps"], dependencies=NEEDS_KEY)
@@ -48,7 +49,7 @@ def _unit(service, version, code: str, principal: Principal = OPEN, action: str 
     """The unit asked for, when it lies in the caller's (401/403, else 404 as if absent)."""
     from gridmap.maps import select_unit
 
-    access.check(principal, action, code, what=f"unit {code}")
+    access.check(principal, action, code, what=f"unit {code}", missing=unit_not_found(code))
     return select_unit(_layers(service, version.id), code,
                        max_grids=service.settings.maps.max_grids)
 

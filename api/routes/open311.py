@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from api.deps import OptionalPrincipalDep, PrincipalDep, ServiceDep
 from api.routes.incidents import IsoDateTime, _index, _utc, parse_bbox
 from gridmap import access
-from gridmap.errors import GridmapError, InputError, NotFound, Unauthorized
+from gridmap.errors import GridmapError, IncidentNotFound, InputError, NotFound, Unauthorized
 from gridmap.incidents import Incident, Status
 from gridmap.store import workflow
 from gridmap.store.records import IncidentQuery
@@ -138,7 +138,8 @@ def request_one(request_id: str, service: ServiceDep, principal: PrincipalDep):
     try:
         incident = service.store.get_incident(int(request_id))
         access.check(principal, "read_incidents", incident.grid_code,
-                     what=f"service request {request_id}")
+                     what=f"service request {request_id}",
+                     missing=IncidentNotFound(f"there is no incident {int(request_id)}"))
     except NotFound as exc:
         return _error(404, exc.detail)
     return [request_json(incident)]

@@ -19,7 +19,9 @@ from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep
 from api.problems import responses
 from gridmap import access
 from gridmap.access import Principal
-from gridmap.planning.plans import OPERATIONS
+from gridmap.maps.units import unit_not_found
+from gridmap.planning.plans import OPERATIONS, CommunityNotFound
+from gridmap.planning.workflow import PlanNotFound
 
 router = APIRouter(tags=["Plans"], dependencies=NEEDS_KEY)
 
@@ -58,14 +60,15 @@ def _own(service, principal: Principal, plan: int) -> None:
     access.check(principal, "plan")
     if not principal.everything:
         access.check_all(principal, "plan", access.plan_codes(service.store, plan),
-                         what=f"plan {plan}")
+                         what=f"plan {plan}", missing=PlanNotFound(f"no plan {plan}"))
 
 
 def _edit(service, body: PlanEdit, write: bool, principal: Principal) -> dict:
     from gridmap.maps.page import display, geojson
     from gridmap.planning.workflow import edit_plan
 
-    access.check(principal, "plan", body.unit, what=f"community {body.unit}")
+    access.check(principal, "plan", body.unit, what=f"community {body.unit}",
+                 missing=CommunityNotFound(f"no community with code {body.unit}"))
     if body.plan is not None:
         _own(service, principal, body.plan)
     outcome = edit_plan(service.store, body.unit, body.operation.model_dump(), plan=body.plan,
@@ -137,7 +140,7 @@ def _plan_page(service, plan: int, unit: str, principal: Principal) -> str:
     from gridmap.planning.workflow import plan_impact
     from gridmap.store.base import STORE_LAYERS
 
-    access.check(principal, "plan", unit, what=f"unit {unit}")
+    access.check(principal, "plan", unit, what=f"unit {unit}", missing=unit_not_found(unit))
     _own(service, principal, plan)
     found = plan_impact(service.store, plan, _settings(service))
     active = service.store.resolve().id
@@ -205,7 +208,8 @@ def _planner_page(service, unit: str, plan: int | None, principal: Principal) ->
     from gridmap.planning.workflow import open_plan
     from gridmap.store.base import STORE_LAYERS
 
-    access.check(principal, "plan", unit, what=f"community {unit}")
+    access.check(principal, "plan", unit, what=f"community {unit}",
+                 missing=unit_not_found(unit))
     if plan is not None:
         _own(service, principal, plan)
     version = open_plan(service.store, plan).id if plan is not None else service.store.resolve().id

@@ -54,6 +54,12 @@ class Unit:
         return tuple(self.outline.total_bounds)
 
 
+def unit_not_found(code: str, levels=UNIT_LEVELS) -> UnitNotFound:
+    """The error for a unit code nobody has (also what a key sees for a unit outside its own)."""
+    return UnitNotFound(f"no unit has the code {str(code).strip()!r} (looked in: "
+                        f"{', '.join(levels)})")
+
+
 def select_unit(layers: dict[str, gpd.GeoDataFrame], code: str, *, max_grids: int | None = None) -> Unit:
     """The unit with ``code`` and every feature below it, found down the ``parent_code`` chain
     (or, in a layer without parent codes, by the code prefix: codes are hierarchical).
@@ -64,8 +70,7 @@ def select_unit(layers: dict[str, gpd.GeoDataFrame], code: str, *, max_grids: in
     level = next((lv for lv in UNIT_LEVELS if lv in layers and len(layers[lv])
                   and (layers[lv]["code"].astype(str) == code).any()), None)
     if level is None:
-        known = ", ".join(lv for lv in UNIT_LEVELS if lv in layers)
-        raise UnitNotFound(f"no unit has the code {code!r} (looked in: {known})")
+        raise unit_not_found(code, [lv for lv in UNIT_LEVELS if lv in layers])
     row = layers[level][layers[level]["code"].astype(str) == code]
     unit = Unit(code, str(row["name"].iloc[0]) if "name" in row.columns else "", level, row)
     wanted = {code}
