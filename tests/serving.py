@@ -45,6 +45,23 @@ def demo_store_url(kind: str, request, folder: Path):
         yield str(demo_store(folder))
 
 
+def app_client(url: str, **sections):
+    """A TestClient over the service on store ``url``; the escalation scheduler off, and any
+    settings sections given as dicts (``lookup={"batch_limit": 500}``)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from gridmap.config import Settings
+
+    settings = Settings()
+    settings.store.url = str(url)
+    settings.incidents.escalate_every_s = 0
+    for section, values in sections.items():
+        for name, value in values.items():
+            setattr(getattr(settings, section), name, value)
+    return TestClient(create_app(settings))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

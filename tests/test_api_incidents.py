@@ -18,10 +18,8 @@ import geopandas as gpd
 import pytest
 import shapely
 from fastapi.testclient import TestClient
-from serving import demo_store_url
+from serving import app_client, demo_store_url
 
-from api.app import create_app
-from gridmap.config import Settings
 from gridmap.crs import wgs84_to_gcj02
 from gridmap.demo import DEMO
 from gridmap.incidents import OPEN
@@ -34,12 +32,7 @@ REPORT = {"category": "environment", "description": "垃圾堆放在楼道"}
 
 
 def app_for(url: str, **incidents) -> TestClient:
-    settings = Settings()
-    settings.store.url = url
-    settings.incidents.escalate_every_s = 0
-    for k, v in incidents.items():
-        setattr(settings.incidents, k, v)
-    return TestClient(create_app(settings))
+    return app_client(url, incidents=incidents)
 
 
 @pytest.fixture(scope="module", params=["geopackage", "postgis"])

@@ -8,6 +8,7 @@ import io
 import pytest
 import shapely
 from fastapi.testclient import TestClient
+from serving import app_client, demo_store_url
 
 from api.app import create_app
 from gridmap.config import Settings
@@ -26,21 +27,9 @@ def grids():
 @pytest.fixture(scope="module", params=["geopackage", "postgis"])
 def client(request, tmp_path_factory):
     """The service over each store: the same answers from a GeoPackage and from PostGIS."""
-    with contextlib.ExitStack() as stack:
-        if request.param == "postgis":
-            from pg import fresh_database
-
-            url = stack.enter_context(fresh_database(request.getfixturevalue("postgis_url")))
-        else:
-            url = str(tmp_path_factory.mktemp("store") / "gridmap.gpkg")
-        store = open_store(url)
-        load_into(store)
-        store.close()
-        settings = Settings()
-        settings.store.url = url
-        settings.lookup.batch_limit = 500
-        with TestClient(create_app(settings)) as c:
-            yield c
+    with demo_store_url(request.param, request, tmp_path_factory.mktemp("store")) as url, \
+            app_client(url, lookup={"batch_limit": 500}) as c:
+        yield c
 
 
 def inside(grids, i):

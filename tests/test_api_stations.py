@@ -9,10 +9,9 @@ import json
 import geopandas as gpd
 import pytest
 from fastapi.testclient import TestClient
+from serving import app_client, demo_store_url
 
-from api.app import create_app
-from gridmap.config import Settings
-from gridmap.demo import DEMO, load_into
+from gridmap.demo import DEMO
 from gridmap.io import read_layer
 from gridmap.maps import select_unit
 from gridmap.stations import coverage_report, service_areas
@@ -22,18 +21,9 @@ from gridmap.store.base import STORE_LAYERS
 
 @pytest.fixture(scope="module", params=["geopackage", "postgis"])
 def client(request, tmp_path_factory):
-    with contextlib.ExitStack() as stack:
-        if request.param == "postgis":
-            from pg import fresh_database
-
-            url = stack.enter_context(fresh_database(request.getfixturevalue("postgis_url")))
-        else:
-            url = str(tmp_path_factory.mktemp("stations") / "gridmap.gpkg")
-        load_into(open_store(url))
-        settings = Settings()
-        settings.store.url = url
-        settings.incidents.escalate_every_s = 0
-        yield stack.enter_context(TestClient(create_app(settings)))
+    with demo_store_url(request.param, request, tmp_path_factory.mktemp("stations")) as url, \
+            app_client(url) as c:
+        yield c
 
 
 def test_demo_stations_are_in_the_store(client):
@@ -166,12 +156,7 @@ def bund(request, tmp_path_factory):
 
 
 def _bund_client(url: str, **stations) -> TestClient:
-    settings = Settings()
-    settings.store.url = url
-    settings.incidents.escalate_every_s = 0
-    for name, value in stations.items():
-        setattr(settings.stations, name, value)
-    return TestClient(create_app(settings))
+    return app_client(url, stations=stations)
 
 
 def _expected(url: str, osm, **walk):
