@@ -12,6 +12,7 @@ import gc
 import logging
 import threading
 import time
+import weakref
 from collections import OrderedDict
 
 from gridmap.access import mask_phones
@@ -40,6 +41,8 @@ class Service:
         self._lock = threading.Lock()
         self._building: dict[int, threading.Lock] = {}
         self._refreshing = False
+        #: event loop → the limiter of its heavy requests (``api.heavy``)
+        self.heavy_limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def cached_active(self) -> Version | None:
         """The active version when it was resolved less than ``active_ttl`` seconds ago, else

@@ -151,6 +151,19 @@ class AccessSettings(BaseModel):
     public_lookup: bool = Field(True, description="lookup and boundaries open without a key")
 
 
+class ServerSettings(BaseModel):
+    """How much of the machine one ``gridmap serve`` gives to heavy requests.
+
+    Map pages, plan edits and previews, uploads and station coverage each hold a whole unit's
+    layers and build a page or a plan: dozens at once only fight over the cores and each keeps
+    its own tens of megabytes. ``heavy_at_once`` of them run together; the others wait their
+    turn (in the event loop, not in a thread), so lookups and incidents keep their threads and
+    the memory stays level under load.
+    """
+
+    heavy_at_once: int = Field(2, ge=1, le=64, description="heavy requests worked on at once")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRIDMAP_", env_nested_delimiter="__")
 
@@ -162,3 +175,4 @@ class Settings(BaseSettings):
     stations: StationSettings = StationSettings()
     uploads: UploadSettings = UploadSettings()
     access: AccessSettings = AccessSettings()
+    server: ServerSettings = ServerSettings()

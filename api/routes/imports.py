@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep
+from api.heavy import run_heavy
 from api.problems import problem, responses
 from gridmap import access
 from gridmap.access import Principal
@@ -71,7 +71,7 @@ async def upload(
     if suffix not in SUFFIXES:
         raise UnsupportedUpload(f"{(file.filename or 'the file')[:100]}: send a "
                                 f"{', '.join(SUFFIXES)} file")
-    result = await run_in_threadpool(_import, service, file, suffix, level, layer, crs,
+    result = await run_heavy(service, _import, service, file, suffix, level, layer, crs,
                                      accept_warnings, principal)
     if isinstance(result, JSONResponse):
         return result

@@ -2,7 +2,8 @@
 
 A page reads whole layers of a version; they are kept per version (a couple at most), so a page
 after the first costs only its drawing. Stations and incidents are read from the store on every
-page (they change all day; boundaries only with a new version).
+page (they change all day; boundaries only with a new version). Pages are drawn a few at a time
+(:mod:`api.heavy`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep, VersionDep
+from api.heavy import run_heavy
 from api.problems import responses
 from gridmap import access
 from gridmap.access import OPEN, Principal
@@ -73,52 +75,72 @@ _PAGE = {"response_class": HTMLResponse, "responses": responses(*AUTH, 404, 422)
 
 
 @router.get("/maps/coverage", summary="Grids coloured by households against the target", **_PAGE)
-def coverage(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep):
-    from gridmap.maps import coverage_map
+async def coverage(unit: UnitQuery, service: ServiceDep, version: VersionDep,
+                   principal: PrincipalDep):
+    def page():
+        from gridmap.maps import coverage_map
 
-    chosen = _unit(service, version, unit, principal)
-    return HTMLResponse(coverage_map(chosen, incidents=_incidents(service, chosen, principal),
-                                     settings=service.settings.maps,
-                                     options=service.settings.validation))
+        chosen = _unit(service, version, unit, principal)
+        return coverage_map(chosen, incidents=_incidents(service, chosen, principal),
+                            settings=service.settings.maps, options=service.settings.validation)
+
+    return HTMLResponse(await run_heavy(service, page))
 
 
 @router.get("/maps/problems", summary="The validation report of a unit on a map", **_PAGE)
-def problems(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep):
-    from gridmap.maps import problems_map, unit_report
+async def problems(unit: UnitQuery, service: ServiceDep, version: VersionDep,
+                   principal: PrincipalDep):
+    def page():
+        from gridmap.maps import problems_map, unit_report
 
-    chosen = _unit(service, version, unit, principal)
-    report = unit_report(chosen, service.settings.validation)
-    return HTMLResponse(problems_map(chosen, report, settings=service.settings.maps))
+        chosen = _unit(service, version, unit, principal)
+        report = unit_report(chosen, service.settings.validation)
+        return problems_map(chosen, report, settings=service.settings.maps)
+
+    return HTMLResponse(await run_heavy(service, page))
 
 
 @router.get("/maps/incidents", summary="Incidents: clusters, heat and open ones per grid", **_PAGE)
-def incidents(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep,
-              days: Annotated[int | None, Query(ge=1, le=3660, description="only the last N days")] = None,
-              as_of: Annotated[dt.date | None, Query(description="count days back from this day")] = None):
-    from gridmap.maps import incidents_map
+async def incidents(unit: UnitQuery, service: ServiceDep, version: VersionDep,
+                    principal: PrincipalDep,
+                    days: Annotated[int | None, Query(ge=1, le=3660,
+                                                      description="only the last N days")] = None,
+                    as_of: Annotated[dt.date | None,
+                                     Query(description="count days back from this day")] = None):
+    def page():
+        from gridmap.maps import incidents_map
 
-    chosen = _unit(service, version, unit, principal, "read_incidents")
-    return HTMLResponse(incidents_map(chosen, _incidents(service, chosen, principal), days=days,
-                                      as_of=as_of,
-                                      settings=service.settings.maps))
+        chosen = _unit(service, version, unit, principal, "read_incidents")
+        return incidents_map(chosen, _incidents(service, chosen, principal), days=days,
+                             as_of=as_of, settings=service.settings.maps)
+
+    return HTMLResponse(await run_heavy(service, page))
 
 
 @router.get("/maps/stations", summary="Service stations and their 15-minute circles", **_PAGE)
-def stations(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep):
-    from gridmap.maps import read_points, stations_map
+async def stations(unit: UnitQuery, service: ServiceDep, version: VersionDep,
+                   principal: PrincipalDep):
+    def page():
+        from gridmap.maps import read_points, stations_map
 
-    chosen = _unit(service, version, unit, principal)
-    return HTMLResponse(stations_map(chosen, read_points("station", service.store),
-                                     settings=service.settings.maps))
+        chosen = _unit(service, version, unit, principal)
+        return stations_map(chosen, read_points("station", service.store),
+                            settings=service.settings.maps)
+
+    return HTMLResponse(await run_heavy(service, page))
 
 
 @router.get("/dashboard", summary="Per street and community: grids, workers, incidents", **_PAGE)
-def dashboard(unit: UnitQuery, service: ServiceDep, version: VersionDep, principal: PrincipalDep,
-              as_of: Annotated[dt.date | None, Query(description="overdue as of this day")] = None):
-    from gridmap.maps import dashboard_page, read_points
+async def dashboard(unit: UnitQuery, service: ServiceDep, version: VersionDep,
+                    principal: PrincipalDep,
+                    as_of: Annotated[dt.date | None,
+                                     Query(description="overdue as of this day")] = None):
+    def page():
+        from gridmap.maps import dashboard_page, read_points
 
-    chosen = _unit(service, version, unit, principal)
-    return HTMLResponse(dashboard_page(chosen, _incidents(service, chosen, principal),
-                                       read_points("station", service.store), as_of=as_of,
-                                       settings=service.settings.maps,
-                                       options=service.settings.validation))
+        chosen = _unit(service, version, unit, principal)
+        return dashboard_page(chosen, _incidents(service, chosen, principal),
+                              read_points("station", service.store), as_of=as_of,
+                              settings=service.settings.maps, options=service.settings.validation)
+
+    return HTMLResponse(await run_heavy(service, page))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep
+from api.heavy import run_heavy
 from api.problems import responses
 from gridmap import access
 from gridmap.access import Principal
@@ -87,13 +88,13 @@ def _edit(service, body: PlanEdit, write: bool, principal: Principal) -> dict:
 @router.post("/plans/preview", summary="Apply an operation without saving: new grids, "
              "validation and impact", responses=responses(*AUTH, 404, 409, 422, 503))
 async def preview(body: PlanEdit, service: ServiceDep, principal: PrincipalDep) -> dict[str, Any]:
-    return await run_in_threadpool(_edit, service, body, False, principal)
+    return await run_heavy(service, _edit, service, body, False, principal)
 
 
 @router.post("/plans", status_code=201, summary="Apply an operation and save it in a plan",
              responses=responses(*AUTH, 404, 409, 422, 503))
 async def create(body: PlanEdit, service: ServiceDep, principal: PrincipalDep):
-    answer = await run_in_threadpool(_edit, service, body, True, principal)
+    answer = await run_heavy(service, _edit, service, body, True, principal)
     return JSONResponse(answer, status_code=201 if body.plan is None else 200)
 
 
@@ -122,7 +123,7 @@ async def show(plan: PlanId, service: ServiceDep, principal: PrincipalDep) -> di
         _own(service, principal, plan)
         return plan_impact(service.store, plan, _settings(service))
 
-    found = await run_in_threadpool(run)
+    found = await run_heavy(service, run)
     found.pop("_impact")
     return found
 
@@ -131,7 +132,7 @@ async def show(plan: PlanId, service: ServiceDep, principal: PrincipalDep) -> di
             response_class=HTMLResponse, responses=responses(*AUTH, 404, 422, 503))
 async def plan_page(plan: PlanId, service: ServiceDep, principal: PrincipalDep,
                     unit: Annotated[str, Query(pattern=r"^[0-9]{6,12}$")]):
-    return HTMLResponse(await run_in_threadpool(_plan_page, service, plan, unit, principal))
+    return HTMLResponse(await run_heavy(service, _plan_page, service, plan, unit, principal))
 
 
 def _plan_page(service, plan: int, unit: str, principal: Principal) -> str:
@@ -169,7 +170,7 @@ async def publish(plan: PlanId, service: ServiceDep, principal: PrincipalDep,
                 "changes": {level: vars(change) for level, change in result.changes.items()},
                 "incidents_moved": moved}
 
-    return await run_in_threadpool(run)
+    return await run_heavy(service, run)
 
 
 def _moved(service, version: int) -> list[dict]:
@@ -199,7 +200,7 @@ async def discard(plan: PlanId, service: ServiceDep, principal: PrincipalDep):
 async def planner(service: ServiceDep, principal: PrincipalDep,
                   unit: Annotated[str, Query(pattern=_CODE, description="community code")],
                   plan: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None):
-    return HTMLResponse(await run_in_threadpool(_planner_page, service, unit, plan, principal))
+    return HTMLResponse(await run_heavy(service, _planner_page, service, unit, plan, principal))
 
 
 def _planner_page(service, unit: str, plan: int | None, principal: Principal) -> str:

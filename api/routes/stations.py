@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from api.deps import AUTH, NEEDS_KEY, PrincipalDep, ServiceDep, VersionDep
+from api.heavy import run_heavy
 from api.problems import responses
 from gridmap import access
 from gridmap.errors import Forbidden
@@ -83,8 +84,12 @@ def list_(service: ServiceDep, principal: PrincipalDep,
             "minutes and speed, or `straight_line` with the radius). A road layer the service "
             "cannot read answers 503 naming the file.",
             responses=responses(*AUTH, 404, 422, 503))
-def coverage(service: ServiceDep, version: VersionDep, principal: PrincipalDep,
-             unit: Annotated[str, Query(min_length=1, max_length=32)]) -> dict:
+async def coverage(service: ServiceDep, version: VersionDep, principal: PrincipalDep,
+                   unit: Annotated[str, Query(min_length=1, max_length=32)]) -> dict:
+    return await run_heavy(service, _coverage, service, version, principal, unit)
+
+
+def _coverage(service, version, principal, unit: str) -> dict:
     from api.routes.maps import _unit
     from gridmap.stations import cached_network, unit_coverage
 
