@@ -292,7 +292,8 @@ def _apply_fields(frame: gpd.GeoDataFrame, fields: Mapping[str, str], where: str
         rename[theirs] = ours
     lower = {c.lower(): c for c in columns}
     for ours in FIELDS:
-        theirs = lower.get(ours)
+        # a shapefile's .dbf keeps 10 characters of a name: parent_code comes back as parent_cod
+        theirs = lower.get(ours) or lower.get(ours[:10])
         if ours not in fields and ours not in columns and theirs and theirs not in rename:
             rename[theirs] = ours
     frame = frame.rename(columns=rename)

@@ -39,6 +39,17 @@ def test_reads_common_formats_with_field_mapping(tmp_path, suffix, driver):
     assert layer.crs.to_epsg() == 4326
 
 
+def test_shapefile_field_names_cut_to_ten_characters_are_ours(tmp_path):
+    frame = small_layer().rename(columns={"GRID_ID": "code"})
+    frame["parent_code"] = "141002004003"
+    with pytest.warns(RuntimeWarning, match="parent_cod"):
+        frame.to_file(tmp_path / "grids.shp")
+    assert "parent_cod" in gpd.read_file(tmp_path / "grids.shp").columns  # what the .dbf keeps
+    layer = read_layer(tmp_path / "grids.shp")
+    assert list(layer["parent_code"]) == ["141002004003"] * 3
+    assert "parent_cod" not in layer.columns
+
+
 def test_geopackage_layer_must_be_chosen_when_several(tmp_path):
     path = tmp_path / "two.gpkg"
     small_layer().to_file(path, layer="grid")
