@@ -242,5 +242,6 @@ def test_unusable_road_files_are_refused_with_their_name(tmp_path, small_roads):
             with pytest.raises(RoadsUnavailable) as caught:
                 load(path)
             assert caught.value.status == 503 and path.name in caught.value.detail
+            assert str(tmp_path) not in caught.value.detail  # the server's folders stay its own
     with pytest.raises(RoadsUnavailable, match="lines"):
         load_network(points)

@@ -9,6 +9,7 @@ the file, while everything that does not walk along roads keeps answering.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -19,6 +20,8 @@ from .network import WalkNetwork, build_network
 
 __all__ = ["RoadsUnavailable", "cached_network", "load_network"]
 
+log = logging.getLogger("gridmap.stations")
+
 _KEEP = 2  # networks kept: the configured one, and its successor while a file is replaced
 _cache: OrderedDict[tuple, WalkNetwork] = OrderedDict()
 _lock = threading.Lock()
@@ -28,14 +31,23 @@ class RoadsUnavailable(GridmapError):
     """The configured road layer cannot be used (missing, unreadable, no walkable lines).
 
     503 rather than 4xx: the request was fine, the service's configuration is not; the detail
-    names the file so that whoever runs the service can fix it.
+    names the file (its name: where the server keeps it is none of a caller's business; the
+    service's log has the whole path) so that whoever runs the service can fix it.
     """
 
     status = 503
 
 
 def _where(path: Path, layer: str | None) -> str:
-    return f"{path}" + (f" (layer {layer!r})" if layer else "")
+    return f"{path.name}" + (f" (layer {layer!r})" if layer else "")
+
+
+def _unavailable(path: Path, layer: str | None, why: str) -> RoadsUnavailable:
+    log.warning("road layer %s%s unusable: %s", path.resolve(), f" ({layer})" if layer else "", why)
+    why = why.replace(str(path.resolve().parent), "").replace(str(path.parent), "").lstrip("/")
+    if path.name not in why:
+        why = f"{_where(path, layer)}: {why}"
+    return RoadsUnavailable(f"cannot walk along the road layer: {why}")
 
 
 def load_network(path: str | Path, layer: str | None = None) -> WalkNetwork:
@@ -55,9 +67,7 @@ def load_network(path: str | Path, layer: str | None = None) -> WalkNetwork:
         why = exc.detail.replace("with --layer", "with --roads-layer (GRIDMAP_STATIONS__ROADS_LAYER)")
     except Exception as exc:  # noqa: BLE001 - GEOS or PROJ refusing the lines: still a bad file
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    if path.name not in why:
-        why = f"{_where(path, layer)}: {why}"
-    raise RoadsUnavailable(f"cannot walk along the road layer: {why}")
+    raise _unavailable(path, layer, why)
 
 
 def cached_network(path: str | Path, layer: str | None = None) -> WalkNetwork:
@@ -68,8 +78,7 @@ def cached_network(path: str | Path, layer: str | None = None) -> WalkNetwork:
     try:
         stat = path.stat()
     except OSError:
-        raise RoadsUnavailable(f"cannot walk along the road layer: {_where(path, layer)}: "
-                               "no such file") from None
+        raise _unavailable(path, layer, "no such file") from None
     key = (str(path.resolve()), layer, stat.st_mtime_ns, stat.st_size)
     with _lock:
         net = _cache.get(key)
