@@ -35,7 +35,8 @@
    A request counts as an error when it fails to connect or time out, or answers a status its
    kind does not expect: 200 everywhere, except GET /lookup (200, or 404 for a point in no grid)
    and POST /incidents (201 for a new key, 200 for a replay).
-5. The server's RSS (VmRSS in /proc/PID/status) is sampled every second throughout.
+5. The server's RSS (VmRSS in /proc/PID/status) is sampled every second throughout; for each
+   phase the trend of its second half (after warming up) is a least-squares line, in MB/min.
 
 Prints, per kind: requests, errors, p50/p95/p99/max latency; requests/s overall; RSS at start,
 max and end of each phase; a few of the error responses. Exits 1 when any error occurred.
@@ -210,11 +211,20 @@ class RssSampler(threading.Thread):
         self.join()
 
     def summary(self, phase: str) -> dict:
-        values = [v for _, p, v in self.samples if p == phase]
-        if not values:
+        taken = [(t, v) for t, p, v in self.samples if p == phase]
+        if not taken:
             return {}
-        return {"start": values[0], "max": max(values), "end": values[-1], "samples": len(values),
-                "every_10s": values[::10]}
+        times, values = np.array(taken).T
+        found = {"start": float(values[0]), "max": float(values.max()), "end": float(values[-1]),
+                 "samples": len(values), "every_10s": [float(v) for v in values[::10]]}
+        # The trend once warmed up: a straight line through the second half of the samples.
+        half = len(values) // 2
+        if len(values) - half >= 10:
+            slope = np.polyfit(times[half:] - times[half], values[half:], 1)[0] * 60
+            found |= {"second_half_min": float(values[half:].min()),
+                      "second_half_max": float(values[half:].max()),
+                      "trend_mb_per_min": float(slope)}
+        return found
 
 
 # -- what the clients send ----------------------------------------------------------------------
@@ -564,6 +574,9 @@ def main(argv=None) -> int:
                 print(f"server RSS ({name}): start {rss['start']:.1f} MB, max {rss['max']:.1f} MB, "
                       f"end {rss['end']:.1f} MB ({rss['samples']} samples, 1/s); every 10 s: "
                       + " ".join(f"{v:.0f}" for v in rss["every_10s"]))
+                if "trend_mb_per_min" in rss:
+                    print(f"  second half: {rss['second_half_min']:.0f}–{rss['second_half_max']:.0f} MB, "
+                          f"trend {rss['trend_mb_per_min']:+.1f} MB/min (least squares)")
             report[name] = data
             if res.kinds_of_error:
                 print(f"errors ({name}), by kind and answer:")
