@@ -231,6 +231,7 @@ def test_unusable_roads_answer_503_naming_the_file_and_the_rest_keeps_working(bu
             body = r.json()
             assert body["type"] == "/problems/roads-unavailable"
             assert roads.name in body["detail"] and "Traceback" not in body["detail"]
+            assert str(tmp_path) not in body["detail"]  # where the server keeps it: its own
             assert client.get("/stations").status_code == 200
             assert client.get("/lookup", params={"lon": 121.49, "lat": 31.24}).status_code == 200
             assert client.get("/stations/coverage", params={"unit": "999"}).status_code == 404

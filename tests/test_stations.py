@@ -242,6 +242,8 @@ def test_unusable_road_files_are_refused_with_their_name(tmp_path, small_roads):
             with pytest.raises(RoadsUnavailable) as caught:
                 load(path)
             assert caught.value.status == 503 and path.name in caught.value.detail
-            assert str(tmp_path) not in caught.value.detail  # the server's folders stay its own
+            assert str(path) in caught.value.detail  # for whoever runs the service
+            for_callers = caught.value.for_callers()  # what HTTP answers
+            assert path.name in for_callers.detail and str(tmp_path) not in for_callers.detail
     with pytest.raises(RoadsUnavailable, match="lines"):
         load_network(points)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from gridmap import access
 from gridmap.errors import Forbidden
 from gridmap.store.records import STATION_KINDS
 
+log = logging.getLogger("gridmap.api")
 router = APIRouter(tags=["Stations"], dependencies=NEEDS_KEY)
 
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -91,11 +93,15 @@ async def coverage(service: ServiceDep, version: VersionDep, principal: Principa
 
 def _coverage(service, version, principal, unit: str) -> dict:
     from api.routes.maps import _unit
-    from gridmap.stations import cached_network, unit_coverage
+    from gridmap.stations import RoadsUnavailable, cached_network, unit_coverage
 
     chosen = _unit(service, version, unit, principal)
     walk = service.settings.stations
-    roads = cached_network(walk.roads, walk.roads_layer) if walk.roads else None
+    try:
+        roads = cached_network(walk.roads, walk.roads_layer) if walk.roads else None
+    except RoadsUnavailable as exc:
+        log.warning("%s", exc.detail)  # the whole path, for whoever runs the service
+        raise exc.for_callers() from None
     answer = unit_coverage(chosen, service.store.read_stations(), straight_m=walk.straight_m,
                            roads=roads, minutes=walk.minutes, speed_kmh=walk.speed_kmh,
                            offset_m=walk.offset_m)

@@ -9,7 +9,6 @@ the file, while everything that does not walk along roads keeps answering.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -20,8 +19,6 @@ from .network import WalkNetwork, build_network
 
 __all__ = ["RoadsUnavailable", "cached_network", "load_network"]
 
-log = logging.getLogger("gridmap.stations")
-
 _KEEP = 2  # networks kept: the configured one, and its successor while a file is replaced
 _cache: OrderedDict[tuple, WalkNetwork] = OrderedDict()
 _lock = threading.Lock()
@@ -31,23 +28,33 @@ class RoadsUnavailable(GridmapError):
     """The configured road layer cannot be used (missing, unreadable, no walkable lines).
 
     503 rather than 4xx: the request was fine, the service's configuration is not; the detail
-    names the file (its name: where the server keeps it is none of a caller's business; the
-    service's log has the whole path) so that whoever runs the service can fix it.
+    names the file so that whoever runs the service can fix it (:meth:`for_callers` keeps its
+    name only, for answers over HTTP: where the server keeps it is not a caller's business).
     """
 
     status = 503
 
+    def __init__(self, detail: str, path: Path | None = None):
+        super().__init__(detail)
+        self.path = path
+
+    def for_callers(self) -> "RoadsUnavailable":
+        if self.path is None:
+            return self
+        detail = self.detail
+        for folder in {str(self.path.resolve().parent), str(self.path.parent)} - {"", "."}:
+            detail = detail.replace(folder.rstrip("/") + "/", "")
+        return RoadsUnavailable(detail)
+
 
 def _where(path: Path, layer: str | None) -> str:
-    return f"{path.name}" + (f" (layer {layer!r})" if layer else "")
+    return f"{path}" + (f" (layer {layer!r})" if layer else "")
 
 
 def _unavailable(path: Path, layer: str | None, why: str) -> RoadsUnavailable:
-    log.warning("road layer %s%s unusable: %s", path.resolve(), f" ({layer})" if layer else "", why)
-    why = why.replace(str(path.resolve().parent), "").replace(str(path.parent), "").lstrip("/")
     if path.name not in why:
         why = f"{_where(path, layer)}: {why}"
-    return RoadsUnavailable(f"cannot walk along the road layer: {why}")
+    return RoadsUnavailable(f"cannot walk along the road layer: {why}", path)
 
 
 def load_network(path: str | Path, layer: str | None = None) -> WalkNetwork:
