@@ -127,7 +127,7 @@ def check_next_write(url: str, demo) -> None:
 
 def kill_after(args: list[str], delay: float, *, ready: str | None = "ready") -> list[str]:
     """Run ``args``, SIGKILL it ``delay`` seconds after it prints ``ready`` (or after it starts
-    when ``ready`` is None); the lines it printed."""
+    when ``ready`` is None); the whole lines it printed (the kill may cut the last one short)."""
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                              cwd=ROOT)
     try:
@@ -137,7 +137,8 @@ def kill_after(args: list[str], delay: float, *, ready: str | None = "ready") ->
     finally:
         child.kill()
         child.wait()
-    return child.stdout.read().splitlines()
+    printed = child.stdout.read()
+    return printed.splitlines()[:printed.count("\n")]
 
 
 # -- 1. SIGKILL mid-write -------------------------------------------------------------------------
