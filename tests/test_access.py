@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import shapely
 from fastapi.testclient import TestClient
-from serving import demo_store
+from serving import demo_store_url
 
 from api.app import create_app
 from gridmap import access
@@ -133,10 +133,14 @@ class World:
     """The demo city with incident A (the canary) in grid A, and a key per caller."""
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("access")
-    url = str(demo_store(folder))
+@pytest.fixture(scope="module", params=["geopackage", "postgis"])
+def world(request, tmp_path_factory):
+    """Access is cut in each store's own SQL: the whole matrix runs on both."""
+    with demo_store_url(request.param, request, tmp_path_factory.mktemp("access")) as url:
+        yield from _world(url)
+
+
+def _world(url):
     store = open_store(url)
     w = World()
     w.store = store
