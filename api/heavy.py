@@ -33,6 +33,35 @@ def limiter(service) -> CapacityLimiter:
 
 
 async def run_heavy(service, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``fn(*args, **kwargs)`` in a worker thread once one of the service's heavy slots is free."""
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs),
+    """``fn(*args, **kwargs)`` in a worker thread once one of the service's heavy slots is free;
+    what it freed is handed back to the system before the slot is."""
+    return await anyio.to_thread.run_sync(functools.partial(_then_trim, fn, *args, **kwargs),
                                           limiter=limiter(service))
+
+
+def _then_trim(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        if _malloc_trim is not None:
+            _malloc_trim(0)
+
+
+def _find_malloc_trim():
+    """glibc's ``malloc_trim``: a page's frames and strings are freed into malloc's arenas, which
+    keep them (one arena per thread that drew a page); trimming returns the free pages to the
+    system, so the process's size follows what it holds. None off glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_malloc_trim = _find_malloc_trim()
