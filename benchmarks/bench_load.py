@@ -36,7 +36,8 @@
    kind does not expect: 200 everywhere, except GET /lookup (200, or 404 for a point in no grid)
    and POST /incidents (201 for a new key, 200 for a replay).
 5. The server's RSS (VmRSS in /proc/PID/status) is sampled every second throughout; for each
-   phase the trend of its second half (after warming up) is a least-squares line, in MB/min.
+   phase of four minutes or more the trend of its second half (after warming up) is a
+   least-squares line, in MB/min.
 
 Prints, per kind: requests, errors, p50/p95/p99/max latency; requests/s overall; RSS at start,
 max and end of each phase; a few of the error responses. Exits 1 when any error occurred.
@@ -217,13 +218,15 @@ class RssSampler(threading.Thread):
         times, values = np.array(taken).T
         found = {"start": float(values[0]), "max": float(values.max()), "end": float(values[-1]),
                  "samples": len(values), "every_10s": [float(v) for v in values[::10]]}
-        # The trend once warmed up: a straight line through the second half of the samples.
+        # The trend once warmed up: a straight line through the second half of the samples —
+        # over two minutes at least (over less, two pages drawn at once swing it either way).
         half = len(values) // 2
         if len(values) - half >= 10:
-            slope = np.polyfit(times[half:] - times[half], values[half:], 1)[0] * 60
             found |= {"second_half_min": float(values[half:].min()),
-                      "second_half_max": float(values[half:].max()),
-                      "trend_mb_per_min": float(slope)}
+                      "second_half_max": float(values[half:].max())}
+        if len(values) - half >= 120:
+            slope = np.polyfit(times[half:] - times[half], values[half:], 1)[0] * 60
+            found["trend_mb_per_min"] = float(slope)
         return found
 
 
@@ -574,9 +577,12 @@ def main(argv=None) -> int:
                 print(f"server RSS ({name}): start {rss['start']:.1f} MB, max {rss['max']:.1f} MB, "
                       f"end {rss['end']:.1f} MB ({rss['samples']} samples, 1/s); every 10 s: "
                       + " ".join(f"{v:.0f}" for v in rss["every_10s"]))
-                if "trend_mb_per_min" in rss:
-                    print(f"  second half: {rss['second_half_min']:.0f}–{rss['second_half_max']:.0f} MB, "
-                          f"trend {rss['trend_mb_per_min']:+.1f} MB/min (least squares)")
+                if "second_half_min" in rss:
+                    trend = (f"trend {rss['trend_mb_per_min']:+.1f} MB/min (least squares)"
+                             if "trend_mb_per_min" in rss else
+                             "a trend needs --duration 240 or more")
+                    print(f"  second half: {rss['second_half_min']:.0f}–"
+                          f"{rss['second_half_max']:.0f} MB; {trend}")
             report[name] = data
             if res.kinds_of_error:
                 print(f"errors ({name}), by kind and answer:")
