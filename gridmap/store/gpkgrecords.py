@@ -159,16 +159,6 @@ class RecordTables:
             return recordsql.revoke_key(cur, _SQLITE, key_id)
 
     @contextmanager
-    def _keys(self):
-        """A read-only cursor, or None when the file holds no key table yet."""
-        if not self.path.exists():
-            yield None
-            return
-        with self._reading() as con:
-            found = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'api_key'").fetchone()
-            yield con.cursor() if found else None
-
-    @contextmanager
     def _in_place(self):
         """A cursor in one SQLite transaction on the file itself, under the write lock."""
         with self._locked(timeout=max(self.lock_timeout, RECORD_LOCK_TIMEOUT)):
@@ -192,17 +182,24 @@ class RecordTables:
                 con.close()
 
     @contextmanager
-    def _records(self):
-        """A read-only cursor, or None when the file holds no incident tables yet."""
+    def _reading_table(self, table: str):
+        """A read-only cursor in one snapshot (an incident's row and its trail rows are read by
+        two statements), or None when the file holds no ``table`` yet."""
         if not self.path.exists():
             yield None
             return
         with self._reading() as con:
-            found = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'incident'").fetchone()
+            found = con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
             if found:
-                # One snapshot for an incident's row and its trail rows, read by two statements.
                 con.execute("BEGIN")
             yield con.cursor() if found else None
+
+    def _records(self):
+        return self._reading_table("incident")
+
+    def _keys(self):
+        return self._reading_table("api_key")
+
 
 
 class _Empty:
